@@ -1,0 +1,389 @@
+//! [`TraceBuilder`]: hand-building traces concisely, for the checkers' own tests and for
+//! other crates' tests.
+//!
+//! The builder tracks, per node, the current incarnation (bumped by every `start` after the
+//! first), the next message counter, and the last configurations delivered, so that the
+//! common cases need few arguments: `trans` and `reg` fill in `prev_ring`, `left` and
+//! `joined` the way a correct implementation would, and `form` installs a new ring at a set
+//! of nodes with correctly computed transitional sets. Time starts at 0 and advances by 1
+//! per event unless set with [`TraceBuilder::at`] or [`TraceBuilder::advance`].
+//!
+//! The builder never refuses anything: to build a violating trace, use the raw methods
+//! ([`TraceBuilder::config`], [`TraceBuilder::send_msg`], [`TraceBuilder::event`]).
+
+use crate::trace::{ConfKind, EventKind, Guarantee, MsgId, Node, Ring, Slot, Trace};
+use std::collections::BTreeMap;
+
+/// The values of one `Token` event; see [`EventKind::Token`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenVisit {
+    pub ring: Ring,
+    pub token_seq: u32,
+    pub seq: u32,
+    pub aru: u32,
+    pub aru_addr: Node,
+    pub rtr: Vec<Slot>,
+    pub sent_new: u32,
+    pub retransmitted: u32,
+}
+
+impl TokenVisit {
+    /// A visit with no retransmit requests and nothing sent; `aru_addr` is 0.
+    pub fn new(ring: Ring, token_seq: u32, seq: u32, aru: u32) -> Self {
+        TokenVisit { ring, token_seq, seq, aru, aru_addr: 0, rtr: Vec::new(), sent_new: 0, retransmitted: 0 }
+    }
+
+    /// Set `aru_addr`.
+    pub fn aru_addr(mut self, node: Node) -> Self {
+        self.aru_addr = node;
+        self
+    }
+
+    /// Set the retransmit request list.
+    pub fn rtr(mut self, rtr: Vec<Slot>) -> Self {
+        self.rtr = rtr;
+        self
+    }
+
+    /// Set the numbers of new and retransmitted messages sent on this visit.
+    pub fn sent(mut self, sent_new: u32, retransmitted: u32) -> Self {
+        self.sent_new = sent_new;
+        self.retransmitted = retransmitted;
+        self
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct NodeState {
+    incarnation: u32,
+    started: bool,
+    next_counter: u64,
+    last_reg: Option<(Ring, Vec<Node>)>,
+    last_config: Option<(ConfKind, Vec<Node>)>,
+}
+
+/// Builds a [`Trace`] event by event. Every method that adds one event returns its index.
+#[derive(Clone, Debug, Default)]
+pub struct TraceBuilder {
+    trace: Trace,
+    time: u64,
+    nodes: BTreeMap<Node, NodeState>,
+}
+
+fn minus(a: &[Node], b: &[Node]) -> Vec<Node> {
+    a.iter().copied().filter(|n| !b.contains(n)).collect()
+}
+
+fn sorted(members: &[Node]) -> Vec<Node> {
+    let mut v = members.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+impl TraceBuilder {
+    /// An empty builder at time 0.
+    pub fn new() -> Self {
+        TraceBuilder::default()
+    }
+
+    /// A builder where `nodes` have started and installed `ring` (members = `nodes`): each
+    /// node delivered the empty first transitional configuration, then the regular one.
+    pub fn with_ring(ring: Ring, nodes: &[Node]) -> Self {
+        let mut b = TraceBuilder::new();
+        for &n in nodes {
+            b.start(n);
+        }
+        b.form(ring, nodes);
+        b
+    }
+
+    /// Set the time of the next event.
+    pub fn at(&mut self, time: u64) -> &mut Self {
+        self.time = time;
+        self
+    }
+
+    /// Advance the time of the next event by `dt`.
+    pub fn advance(&mut self, dt: u64) -> &mut Self {
+        self.time = self.time.saturating_add(dt);
+        self
+    }
+
+    /// The time the next event will get.
+    pub fn now(&self) -> u64 {
+        self.time
+    }
+
+    /// The current incarnation of `node` (0 if never started).
+    pub fn incarnation(&self, node: Node) -> u32 {
+        self.nodes.get(&node).map_or(0, |s| s.incarnation)
+    }
+
+    /// Append a raw event at `node`'s current incarnation.
+    pub fn event(&mut self, node: Node, kind: EventKind) -> usize {
+        let incarnation = self.incarnation(node);
+        self.trace.push(self.time, node, incarnation, kind);
+        self.time = self.time.saturating_add(1);
+        self.trace.events.len() - 1
+    }
+
+    /// Start `node`: its first incarnation (0), or a new one after the previous.
+    pub fn start(&mut self, node: Node) -> usize {
+        let state = self.nodes.entry(node).or_default();
+        if state.started {
+            *state = NodeState { incarnation: state.incarnation + 1, started: true, ..NodeState::default() };
+        } else {
+            state.started = true;
+        }
+        self.event(node, EventKind::Start)
+    }
+
+    /// Crash `node`'s current incarnation.
+    pub fn crash(&mut self, node: Node) -> usize {
+        self.event(node, EventKind::Crash)
+    }
+
+    /// `node` sends its next message (per-incarnation counter) with agreed delivery.
+    pub fn send(&mut self, node: Node) -> MsgId {
+        self.send_with(node, Guarantee::Agreed)
+    }
+
+    /// `node` sends its next message with safe delivery.
+    pub fn send_safe(&mut self, node: Node) -> MsgId {
+        self.send_with(node, Guarantee::Safe)
+    }
+
+    /// `node` sends its next message with `guarantee`.
+    pub fn send_with(&mut self, node: Node, guarantee: Guarantee) -> MsgId {
+        let incarnation = self.incarnation(node);
+        let state = self.nodes.entry(node).or_default();
+        let msg = MsgId::new(node, incarnation, state.next_counter);
+        state.next_counter += 1;
+        self.send_msg(node, msg, guarantee);
+        msg
+    }
+
+    /// Raw `Send` of any message id (it need not name `node`).
+    pub fn send_msg(&mut self, node: Node, msg: MsgId, guarantee: Guarantee) -> usize {
+        self.event(node, EventKind::Send { msg, guarantee })
+    }
+
+    /// `node` delivers `msg`, ordered at `slot`, with agreed delivery.
+    pub fn deliver(&mut self, node: Node, msg: MsgId, slot: Slot) -> usize {
+        self.deliver_with(node, msg, slot, Guarantee::Agreed)
+    }
+
+    /// `node` delivers `msg`, ordered at `slot`, with safe delivery.
+    pub fn deliver_safe(&mut self, node: Node, msg: MsgId, slot: Slot) -> usize {
+        self.deliver_with(node, msg, slot, Guarantee::Safe)
+    }
+
+    /// `node` delivers `msg`, ordered at `slot`, with `guarantee`.
+    pub fn deliver_with(&mut self, node: Node, msg: MsgId, slot: Slot, guarantee: Guarantee) -> usize {
+        self.event(node, EventKind::Deliver { msg, slot, guarantee })
+    }
+
+    /// `origin` sends a message that is ordered at `slot` (Assign and Receive at `origin`),
+    /// received by every node of `nodes`, then delivered by every node of `nodes` in order.
+    pub fn multicast(&mut self, origin: Node, slot: Slot, nodes: &[Node]) -> MsgId {
+        let msg = self.send(origin);
+        self.broadcast(origin, slot, nodes);
+        for &n in nodes {
+            self.deliver(n, msg, slot);
+        }
+        msg
+    }
+
+    /// `origin` assigns `slot` (Assign and Receive at `origin`), then every other node of
+    /// `nodes` receives it.
+    pub fn broadcast(&mut self, origin: Node, slot: Slot, nodes: &[Node]) {
+        self.assign(origin, slot);
+        self.receive(origin, slot);
+        for &n in nodes {
+            if n != origin {
+                self.receive(n, slot);
+            }
+        }
+    }
+
+    /// `node` delivers a transitional configuration of the new ring `ring` with these
+    /// members; `prev_ring` is its last regular ring, `left` = that ring's members minus
+    /// `members`, `joined` is empty.
+    pub fn trans(&mut self, node: Node, ring: Ring, members: &[Node]) -> usize {
+        let state = self.nodes.get(&node).cloned().unwrap_or_default();
+        let members = sorted(members);
+        let (prev_ring, left) = match &state.last_reg {
+            Some((r, old)) => (Some(*r), minus(old, &members)),
+            None => (None, Vec::new()),
+        };
+        self.config(node, ConfKind::Transitional, ring, prev_ring, &members, &left, &[])
+    }
+
+    /// `node` delivers the regular configuration `ring` with these members (sorted here);
+    /// `prev_ring` is its last regular ring, `left` is empty, and `joined` = members minus
+    /// the transitional members just delivered (or minus the last regular members when no
+    /// transitional configuration came just before).
+    pub fn reg(&mut self, node: Node, ring: Ring, members: &[Node]) -> usize {
+        let state = self.nodes.get(&node).cloned().unwrap_or_default();
+        let members = sorted(members);
+        let prev_ring = state.last_reg.as_ref().map(|(r, _)| *r);
+        let joined = match (&state.last_config, &state.last_reg) {
+            (Some((ConfKind::Transitional, trans)), _) => minus(&members, trans),
+            (_, Some((_, old))) => minus(&members, old),
+            (_, None) => members.clone(),
+        };
+        self.config(node, ConfKind::Regular, ring, prev_ring, &members, &[], &joined)
+    }
+
+    /// Raw configuration event; the builder's per-node state follows it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn config(
+        &mut self,
+        node: Node,
+        kind: ConfKind,
+        ring: Ring,
+        prev_ring: Option<Ring>,
+        members: &[Node],
+        left: &[Node],
+        joined: &[Node],
+    ) -> usize {
+        let state = self.nodes.entry(node).or_default();
+        state.last_config = Some((kind, members.to_vec()));
+        if kind == ConfKind::Regular {
+            state.last_reg = Some((ring, members.to_vec()));
+        }
+        self.event(
+            node,
+            EventKind::Config {
+                kind,
+                ring,
+                prev_ring,
+                members: members.to_vec(),
+                left: left.to_vec(),
+                joined: joined.to_vec(),
+            },
+        )
+    }
+
+    /// Install `ring` with members `members` at every member, as a correct implementation
+    /// would: each member delivers a transitional configuration (unless its last
+    /// configuration already is one) whose members are the members of `ring` that come
+    /// from the same regular ring (empty for a node that has none yet), then the regular
+    /// configuration. Each node delivers its pair before the next node starts.
+    pub fn form(&mut self, ring: Ring, members: &[Node]) {
+        let members = sorted(members);
+        let last_reg: BTreeMap<Node, Option<Ring>> = members
+            .iter()
+            .map(|n| (*n, self.nodes.get(n).and_then(|s| s.last_reg.as_ref().map(|(r, _)| *r))))
+            .collect();
+        for &n in &members {
+            let last_is_trans = self
+                .nodes
+                .get(&n)
+                .is_some_and(|s| matches!(s.last_config, Some((ConfKind::Transitional, _))));
+            if !last_is_trans {
+                let mine = last_reg.get(&n).copied().flatten();
+                let trans: Vec<Node> = match mine {
+                    Some(r) => {
+                        members.iter().copied().filter(|q| last_reg.get(q) == Some(&Some(r))).collect()
+                    }
+                    None => Vec::new(),
+                };
+                self.trans(n, ring, &trans);
+            }
+            self.reg(n, ring, &members);
+        }
+    }
+
+    /// `node` assigned `slot` to a message it originated.
+    pub fn assign(&mut self, node: Node, slot: Slot) -> usize {
+        self.event(node, EventKind::Assign { slot })
+    }
+
+    /// `node` now holds Totem message `slot`.
+    pub fn receive(&mut self, node: Node, slot: Slot) -> usize {
+        self.event(node, EventKind::Receive { slot })
+    }
+
+    /// `node` freed its copies of `ring`'s messages up to `up_to`.
+    pub fn release(&mut self, node: Node, ring: Ring, up_to: u32) -> usize {
+        self.event(node, EventKind::Release { ring, up_to })
+    }
+
+    /// `node` processed a token.
+    pub fn token(&mut self, node: Node, visit: TokenVisit) -> usize {
+        let TokenVisit { ring, token_seq, seq, aru, aru_addr, rtr, sent_new, retransmitted } = visit;
+        self.event(
+            node,
+            EventKind::Token { ring, token_seq, seq, aru, aru_addr, rtr, sent_new, retransmitted },
+        )
+    }
+
+    /// The trace so far.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The finished trace.
+    pub fn build(self) -> Trace {
+        self.trace
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type ConfigRow = (Node, ConfKind, Vec<Node>, Vec<Node>, Vec<Node>);
+
+    // Goal: `form` computes the transitional sets a correct implementation would deliver.
+    // Method: form {1,2,3}, then split 3 off and merge it back, inspecting the events.
+    #[test]
+    fn form_computes_transitional_sets() {
+        let r1 = Ring::new(1, 4);
+        let mut b = TraceBuilder::with_ring(r1, &[1, 2, 3]);
+        let r2 = Ring::new(1, 8);
+        b.form(r2, &[1, 2]);
+        let r3 = Ring::new(3, 8);
+        b.form(r3, &[3]);
+        let r4 = Ring::new(1, 12);
+        b.form(r4, &[1, 2, 3]);
+        let trace = b.build();
+        let configs: Vec<ConfigRow> = trace
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Config { kind, ring, members, left, joined, .. } if *ring == r4 => {
+                    Some((e.node, *kind, members.clone(), left.clone(), joined.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            configs,
+            vec![
+                (1, ConfKind::Transitional, vec![1, 2], vec![], vec![]),
+                (1, ConfKind::Regular, vec![1, 2, 3], vec![], vec![3]),
+                (2, ConfKind::Transitional, vec![1, 2], vec![], vec![]),
+                (2, ConfKind::Regular, vec![1, 2, 3], vec![], vec![3]),
+                (3, ConfKind::Transitional, vec![3], vec![], vec![]),
+                (3, ConfKind::Regular, vec![1, 2, 3], vec![], vec![1, 2]),
+            ]
+        );
+    }
+
+    // Goal: incarnations and counters are tracked per node.
+    // Method: send, restart, send again; check the ids.
+    #[test]
+    fn restart_bumps_incarnation_and_resets_counter() {
+        let mut b = TraceBuilder::new();
+        b.start(1);
+        assert_eq!(b.send(1), MsgId::new(1, 0, 0));
+        assert_eq!(b.send(1), MsgId::new(1, 0, 1));
+        b.crash(1);
+        b.start(1);
+        assert_eq!(b.send(1), MsgId::new(1, 1, 0));
+        assert_eq!(b.trace().events.last().map(|e| e.incarnation), Some(1));
+    }
+}

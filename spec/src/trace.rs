@@ -1,0 +1,207 @@
+//! The trace vocabulary: what the judge sees of a run.
+//!
+//! This module deliberately shares no types with `totem-core`; callers (the simulator, the
+//! model checker) translate the core's outputs into these events. A bug in the core's types
+//! therefore cannot silently become a bug in the judge.
+//!
+//! A trace is one global, time-ordered list of events. Each event happened at one node
+//! incarnation. "Happened before" in real time is the list order.
+//!
+//! Sequence numbers (`Slot::seq`, `token_seq`, `Release::up_to`) never wrap within one ring
+//! in our traces (a ring would need 2^32 messages), so the checkers compare them as plain
+//! `u32` values.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A node's id (non-zero).
+pub type Node = u32;
+
+/// A ring identity: (representative, ring sequence).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Ring {
+    pub rep: Node,
+    pub seq: u64,
+}
+
+impl fmt::Debug for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.rep, self.seq)
+    }
+}
+
+/// An application message's unique identity: who sent it, in which incarnation, and a
+/// per-incarnation counter starting at 0.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MsgId {
+    pub origin: Node,
+    pub incarnation: u32,
+    pub counter: u64,
+}
+
+impl fmt::Debug for MsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m{}/{}/{}", self.origin, self.incarnation, self.counter)
+    }
+}
+
+/// The delivery guarantee an application asked for.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum Guarantee {
+    Agreed,
+    Safe,
+}
+
+/// Transitional or regular configuration.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum ConfKind {
+    Transitional,
+    Regular,
+}
+
+/// One event at one node incarnation.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Event {
+    /// Simulated time in nanoseconds (non-decreasing along the trace).
+    pub time: u64,
+    pub node: Node,
+    /// The node's incarnation: 0 for its first start, +1 at every restart.
+    pub incarnation: u32,
+    pub kind: EventKind,
+}
+
+/// Totem-level message identity: a sequence number within a ring. Several application
+/// messages may share one (packing); one application message may span several
+/// (fragmentation; it is then identified by the seq that completed it).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct Slot {
+    pub ring: Ring,
+    pub seq: u32,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum EventKind {
+    /// The incarnation started (first event of every incarnation).
+    Start,
+    /// The incarnation ended abruptly (last event of a crashed incarnation).
+    Crash,
+    /// The application handed `msg` to the group layer.
+    Send { msg: MsgId, guarantee: Guarantee },
+    /// A configuration was delivered to the application. `prev_ring` is the ring of the
+    /// regular configuration this node delivered last (None at the first configuration of an
+    /// incarnation); together with `ring` it identifies a transitional configuration.
+    Config {
+        kind: ConfKind,
+        ring: Ring,
+        prev_ring: Option<Ring>,
+        members: Vec<Node>,
+        left: Vec<Node>,
+        joined: Vec<Node>,
+    },
+    /// `msg` was delivered to the application in the node's current configuration. `slot`
+    /// is where Totem ordered it (its last fragment); `guarantee` is what it was delivered
+    /// under.
+    Deliver { msg: MsgId, slot: Slot, guarantee: Guarantee },
+    /// Internal: this node assigned `slot.seq` in `slot.ring` to a Totem message it originated.
+    Assign { slot: Slot },
+    /// Internal: this node now holds Totem message `slot` (first receipt, or its own send).
+    Receive { slot: Slot },
+    /// Internal: this node freed its copies of every message of `ring` up to and including
+    /// `up_to` (it will never retransmit them).
+    Release { ring: Ring, up_to: u32 },
+    /// Internal: this node accepted and processed a token of `ring` and forwarded (or held)
+    /// it with these values.
+    Token {
+        ring: Ring,
+        token_seq: u32,
+        seq: u32,
+        aru: u32,
+        /// 0 when the token's aru equals its seq.
+        aru_addr: Node,
+        /// Retransmit requests the forwarded token carries.
+        rtr: Vec<Slot>,
+        /// New messages this node sent on this visit.
+        sent_new: u32,
+        /// Messages this node re-sent on this visit.
+        retransmitted: u32,
+    },
+}
+
+/// A whole recorded run.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Trace {
+    pub events: Vec<Event>,
+}
+
+impl Trace {
+    pub fn push(&mut self, time: u64, node: Node, incarnation: u32, kind: EventKind) {
+        self.events.push(Event { time, node, incarnation, kind });
+    }
+}
+
+impl Ring {
+    /// The ring with representative `rep` and ring sequence `seq`.
+    pub const fn new(rep: Node, seq: u64) -> Self {
+        Ring { rep, seq }
+    }
+}
+
+impl MsgId {
+    /// The message `counter` of incarnation `incarnation` of node `origin`.
+    pub const fn new(origin: Node, incarnation: u32, counter: u64) -> Self {
+        MsgId { origin, incarnation, counter }
+    }
+
+    /// The (node, incarnation) that sent this message.
+    pub const fn sender(&self) -> (Node, u32) {
+        (self.origin, self.incarnation)
+    }
+}
+
+impl Slot {
+    /// Sequence number `seq` of ring `ring`.
+    pub const fn new(ring: Ring, seq: u32) -> Self {
+        Slot { ring, seq }
+    }
+}
+
+impl Event {
+    /// The (node, incarnation) at which this event happened.
+    pub const fn incarnation_key(&self) -> (Node, u32) {
+        (self.node, self.incarnation)
+    }
+}
+
+impl EventKind {
+    /// A short name of the event's variant, for messages.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            EventKind::Start => "Start",
+            EventKind::Crash => "Crash",
+            EventKind::Send { .. } => "Send",
+            EventKind::Config { .. } => "Config",
+            EventKind::Deliver { .. } => "Deliver",
+            EventKind::Assign { .. } => "Assign",
+            EventKind::Receive { .. } => "Receive",
+            EventKind::Release { .. } => "Release",
+            EventKind::Token { .. } => "Token",
+        }
+    }
+}
+
+impl Trace {
+    /// An empty trace.
+    pub fn new() -> Self {
+        Trace::default()
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when the trace has no event.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}

@@ -1,0 +1,32 @@
+//! Deliberately broken variants of the protocol.
+//!
+//! Every checker (the spec under the simulator, the model checker) must be shown to catch
+//! the bug it exists for. Each variant below is one small, realistic mistake; tests enable
+//! it through `Config::bug` (only with the `broken` cargo feature, so production builds
+//! cannot select one) and assert that the judge notices.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum Bug {
+    /// Deliver the next present message even when an earlier one is missing.
+    DeliverPastGap,
+    /// Ignore retransmit requests on the token.
+    NeverRetransmit,
+    /// Send every pending message on a visit, ignoring max_messages and the window.
+    SendPastWindow,
+    /// Free buffers on a single reading of the token's aru instead of two.
+    EarlyRelease,
+    /// Deliver a Safe message as soon as it is received, like an Agreed one.
+    SafeOnFirstReceipt,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 5] = [
+        Bug::DeliverPastGap,
+        Bug::NeverRetransmit,
+        Bug::SendPastWindow,
+        Bug::EarlyRelease,
+        Bug::SafeOnFirstReceipt,
+    ];
+}

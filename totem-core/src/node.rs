@@ -1,0 +1,314 @@
+//! The node: the single-ring protocol plus packing, behind the API a runtime drives.
+//!
+//! # Driving a node
+//!
+//! A runtime (the daemon, the simulator, the model checker) owns a [`Node`] and calls:
+//! - [`Node::handle_message`] for every authenticated, decoded message from the network,
+//! - [`Node::handle_timeout`] when the deadline from [`Node::poll_timeout`] has passed
+//!   (firing a timer that is no longer armed is harmless: it is ignored),
+//! - [`Node::submit`] for every application message.
+//!
+//! Each call appends [`Output`]s that the runtime carries out in order: send a message
+//! ([`Dest::All`] means every other member; [`Dest::Node`] may name this node itself, in a
+//! one-node ring, and must then be looped back), hand a delivery or configuration change to
+//! the application. `now` must never decrease between calls.
+//!
+//! # Starting on a formed ring
+//!
+//! Until the membership protocol forms rings by itself, [`Node::new_on_ring`] starts every
+//! node of a known membership directly in one operational ring: give each node the same
+//! ring id and member list, then call [`Node::start`] on each. The representative (the
+//! lowest id) originates the token.
+
+use crate::config::{Config, ConfigError, MESSAGE_SIZE_MAX};
+use crate::ids::{NodeId, RingId, Seq};
+use crate::message::{Guarantee, Mcast, McastBody, Message, RtrEntry};
+use crate::pg::{Packer, Reassembler};
+use crate::srp::{FrameSink, PendingFrame, Srp, State, Stats};
+use crate::time::Time;
+use crate::timer::TimerKind;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Where a message goes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum Dest {
+    /// Every member of the ring except this node (the node has already processed its own
+    /// copy).
+    All,
+    /// One node, possibly this one.
+    Node(NodeId),
+}
+
+/// Something the runtime must do, in the order given.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum Output {
+    Send {
+        dest: Dest,
+        msg: Message,
+    },
+    Deliver(Delivery),
+    Config(ConfigChange),
+    /// An internal event, emitted only when [`Config::probes`] is set (for the spec).
+    Probe(Probe),
+}
+
+/// One application message, delivered in the total order.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Delivery {
+    pub origin: NodeId,
+    /// Where Totem ordered it: the ring and sequence number of its last frame.
+    pub ring_id: RingId,
+    pub seq: Seq,
+    pub guarantee: Guarantee,
+    pub payload: Bytes,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum ConfigKind {
+    Transitional,
+    Regular,
+}
+
+/// A configuration change delivered to the application.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub kind: ConfigKind,
+    pub ring_id: RingId,
+    /// The regular configuration this node was in before; with `ring_id` it identifies a
+    /// transitional configuration (several merging rings share the new ring id).
+    pub prev_ring_id: Option<RingId>,
+    /// Sorted ascending.
+    pub members: Vec<NodeId>,
+    pub left: Vec<NodeId>,
+    pub joined: Vec<NodeId>,
+}
+
+/// Internal events the spec's checkers need (assignment, receipt, release, token visits).
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum Probe {
+    /// This node assigned `seq` to a message it originated.
+    Assign { ring_id: RingId, seq: Seq },
+    /// This node now holds message `seq` (first receipt or own send).
+    Receive { ring_id: RingId, seq: Seq },
+    /// This node freed every message up to `up_to`.
+    Release { ring_id: RingId, up_to: Seq },
+    /// This node accepted a token and forwarded (or held) it with these values.
+    Token {
+        ring_id: RingId,
+        token_seq: u32,
+        seq: Seq,
+        aru: Seq,
+        aru_addr: Option<NodeId>,
+        rtr: Vec<RtrEntry>,
+        sent_new: u32,
+        retransmitted: u32,
+    },
+}
+
+/// Why an application message was not accepted. Nothing was queued.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum SubmitError {
+    /// The send queue is full; retry after deliveries have progressed.
+    #[error("send queue full, try again")]
+    TryAgain,
+    #[error("message of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("empty messages cannot be sent")]
+    Empty,
+}
+
+/// The layer above the ring: per-sender reassembly of application messages.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+struct Upper {
+    reassemblers: BTreeMap<NodeId, Reassembler>,
+    /// Frames that failed to parse (a bug or a forged packet; counted, never fatal).
+    bad_frames: u64,
+    /// Always empty between calls; kept to avoid an allocation per frame.
+    scratch: Vec<Bytes>,
+}
+
+impl FrameSink for Upper {
+    fn deliver_frame(&mut self, mcast: &Mcast, out: &mut Vec<Output>) {
+        let McastBody::Frame(frame) = &mcast.body else { return };
+        let reassembler = self.reassemblers.entry(mcast.origin).or_default();
+        if reassembler.push_frame(frame, &mut self.scratch).is_err() {
+            self.bad_frames += 1;
+        }
+        for payload in self.scratch.drain(..) {
+            out.push(Output::Deliver(Delivery {
+                origin: mcast.origin,
+                ring_id: mcast.ring_id,
+                seq: mcast.seq,
+                guarantee: mcast.guarantee,
+                payload,
+            }));
+        }
+    }
+}
+
+/// A snapshot of a node's condition, for operators and tests.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub node: NodeId,
+    pub state: State,
+    pub ring_id: RingId,
+    pub members: Vec<NodeId>,
+    pub pending_frames: usize,
+    pub stats: Stats,
+    pub bad_frames: u64,
+}
+
+/// One Totem node. See the module documentation for how to drive it.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Node {
+    srp: Srp,
+    packer: Packer,
+    upper: Upper,
+    started: bool,
+}
+
+impl Node {
+    /// A node that starts as a member of an already-formed operational ring. `members` must
+    /// contain `me`; every member must be given the same `ring_id` and `members`.
+    pub fn new_on_ring(
+        config: Config,
+        me: NodeId,
+        ring_id: RingId,
+        members: &[NodeId],
+    ) -> Result<Node, ConfigError> {
+        config.validate()?;
+        let mut members = members.to_vec();
+        members.sort_unstable();
+        members.dedup();
+        if me.0 == 0 || !members.contains(&me) {
+            return Err(ConfigError {
+                key: "members",
+                value: format!("{members:?}"),
+                rule: "must contain this node's non-zero id",
+            });
+        }
+        if ring_id.rep != members[0] {
+            return Err(ConfigError {
+                key: "ring_id",
+                value: format!("{ring_id:?}"),
+                rule: "the representative must be the lowest member",
+            });
+        }
+        let packer = Packer::new(config.frame_size_max());
+        Ok(Node {
+            srp: Srp::on_ring(config, me, ring_id, members),
+            packer,
+            upper: Upper::default(),
+            started: false,
+        })
+    }
+
+    /// Announce the ring to the application and, at the representative, originate the token.
+    /// Call once, before any other input.
+    pub fn start(&mut self, now: Time, out: &mut Vec<Output>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let members = self.srp.members().to_vec();
+        out.push(Output::Config(ConfigChange {
+            kind: ConfigKind::Regular,
+            ring_id: self.srp.ring_id(),
+            prev_ring_id: None,
+            members: members.clone(),
+            left: Vec::new(),
+            joined: members,
+        }));
+        self.srp.timers.arm(TimerKind::TokenLoss, now + self.srp.config.token);
+        if self.srp.is_rep() {
+            let token = self.srp.initial_token();
+            self.srp.handle_token(now, token, &mut self.upper, out);
+        }
+    }
+
+    /// A message arrived from `from` (already authenticated and decoded).
+    pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Message, out: &mut Vec<Output>) {
+        let _ = from;
+        match msg {
+            Message::Token(token) => {
+                // Small messages packed since the last visit ride this one.
+                if let Some((frame, guarantee)) = self.packer.flush() {
+                    self.srp.pending.push_back(PendingFrame { frame, guarantee });
+                }
+                self.srp.handle_token(now, token, &mut self.upper, out);
+            }
+            Message::Mcast(mcast) => self.srp.handle_mcast(mcast, &mut self.upper, out),
+            Message::TokenHoldCancel(cancel) => self.srp.handle_hold_cancel(now, cancel, out),
+            Message::MergeDetect(_) | Message::Join(_) | Message::CommitToken(_) => {
+                self.srp.stats.messages_ignored += 1;
+            }
+        }
+    }
+
+    /// A timer's deadline passed (or a model checker chose to fire it).
+    pub fn handle_timeout(&mut self, now: Time, kind: TimerKind, out: &mut Vec<Output>) {
+        if self.srp.timers.take(kind) {
+            self.srp.handle_ordering_timer(now, kind, out);
+        }
+    }
+
+    /// Queue an application message for ordered delivery to every member.
+    pub fn submit(
+        &mut self,
+        now: Time,
+        payload: &[u8],
+        guarantee: Guarantee,
+        out: &mut Vec<Output>,
+    ) -> Result<(), SubmitError> {
+        if payload.is_empty() {
+            return Err(SubmitError::Empty);
+        }
+        if payload.len() > MESSAGE_SIZE_MAX {
+            return Err(SubmitError::TooLarge { len: payload.len(), max: MESSAGE_SIZE_MAX });
+        }
+        let frames = self.packer.frames_for(payload.len());
+        if self.srp.pending.len() + frames > self.srp.config.pending_queue_max {
+            return Err(SubmitError::TryAgain);
+        }
+        let mut complete = Vec::new();
+        self.packer.push(payload, guarantee, &mut complete);
+        self.srp
+            .pending
+            .extend(complete.into_iter().map(|(frame, guarantee)| PendingFrame { frame, guarantee }));
+        self.srp.cancel_hold_if_held(now, out);
+        Ok(())
+    }
+
+    /// The earliest armed timer, if any.
+    pub fn poll_timeout(&self) -> Option<(Time, TimerKind)> {
+        self.srp.timers.next()
+    }
+
+    /// Every armed timer with its deadline.
+    pub fn armed_timers(&self) -> impl Iterator<Item = (TimerKind, Time)> + '_ {
+        self.srp.timers.armed()
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.srp.me
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.srp.config
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            node: self.srp.me,
+            state: self.srp.state(),
+            ring_id: self.srp.ring_id(),
+            members: self.srp.members().to_vec(),
+            pending_frames: self.srp.pending_len() + usize::from(!self.packer.is_empty()),
+            stats: self.srp.stats().clone(),
+            bad_frames: self.upper.bad_frames,
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Ordering on an operational ring: token processing (study §1.7), message receipt,
+//! retransmission, flow control, buffer release and delivery.
+//!
+//! Deviations from Corosync, each deliberate:
+//! - Buffers are freed only on accepted tokens. Corosync also frees on duplicate and foreign
+//!   tokens, bounded by a single aru reading, which can free a message some member lacks.
+//! - Safe delivery exists: a message sent as Safe is delivered only once the token's aru has
+//!   covered it on two successive visits, i.e. once every member holds it.
+//! - The fair share of the window is computed from the node's current backlog (the paper's
+//!   formula) rather than its previous one.
+
+use super::{FrameSink, Srp, State};
+use crate::broken::Bug;
+use crate::config::SORT_QUEUE_SLOTS;
+use crate::ids::Seq;
+use crate::message::{
+    Guarantee, Mcast, McastBody, Message, RTR_ENTRIES_MAX, RtrEntry, Token, TokenHoldCancel,
+};
+use crate::node::{Dest, Output, Probe};
+use crate::time::Time;
+use crate::timer::TimerKind;
+
+impl Srp {
+    /// Process an ORF token addressed to this node.
+    pub(crate) fn handle_token(
+        &mut self,
+        now: Time,
+        mut token: Token,
+        sink: &mut impl FrameSink,
+        out: &mut Vec<Output>,
+    ) {
+        if self.state != State::Operational {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if token.ring_id != self.ring.ring_id {
+            self.stats.tokens_foreign += 1;
+            return;
+        }
+        if !self.ring.token_seq.is_before(Seq(token.token_seq)) {
+            self.stats.tokens_duplicate += 1;
+            return;
+        }
+        self.stats.tokens_accepted += 1;
+        let forward = self.track_idle(now, &token);
+
+        // The aru on this visit and the previous one: every member holds everything up to
+        // the lower of the two (study §1.7 step 14).
+        let prev_aru = self.ring.last_aru;
+        self.ring.last_aru = token.aru;
+        let two_visit_aru = prev_aru.min(token.aru);
+
+        let mut allowed = self.transmits_allowed(&token);
+        let retransmitted =
+            if self.bug(Bug::NeverRetransmit) { 0 } else { self.retransmit(&mut token, allowed, out) };
+        allowed -= retransmitted;
+        self.request_missing(&mut token);
+        let forward = forward
+            || (self.config.cancel_token_hold_on_retransmit && (!token.rtr.is_empty() || retransmitted > 0));
+        if !self.sort_queue_has_room(&token, allowed) {
+            allowed = 0;
+        }
+        let sent_new = self.send_new(&mut token, allowed, out);
+        self.ring.my_aru = self.ring.queue.contiguous_from(self.ring.my_aru);
+        self.update_flow_control(&mut token, sent_new + retransmitted);
+        self.update_aru(&mut token, prev_aru);
+        self.ring.token_seq = Seq(token.token_seq);
+        token.token_seq = token.token_seq.wrapping_add(1);
+
+        let release_bound = if self.bug(Bug::EarlyRelease) { token.aru } else { two_visit_aru };
+        self.release(release_bound.min(self.ring.high_delivered), out);
+        self.ring.safe_line = self.ring.safe_line.max(two_visit_aru);
+
+        if self.config.probes {
+            out.push(Output::Probe(Probe::Token {
+                ring_id: token.ring_id,
+                token_seq: self.ring.token_seq.0,
+                seq: token.seq,
+                aru: token.aru,
+                aru_addr: token.aru_addr,
+                rtr: token.rtr.clone(),
+                sent_new,
+                retransmitted,
+            }));
+        }
+        self.forward_token(now, token, forward, out);
+        self.deliver(sink, out);
+    }
+
+    /// Idle detection and the hold decision (study §1.7 steps 2 and 4). Returns whether the
+    /// token should be forwarded now.
+    fn track_idle(&mut self, now: Time, token: &Token) -> bool {
+        let ring = &mut self.ring;
+        if token.seq == ring.last_seq {
+            ring.seq_unchanged = ring.seq_unchanged.saturating_add(1);
+            if ring.ring_id.rep == self.me && !self.timers.is_armed(TimerKind::Merge) {
+                self.timers.arm(TimerKind::Merge, now + self.config.merge);
+            }
+        } else {
+            ring.seq_unchanged = 0;
+            self.timers.cancel(TimerKind::Merge);
+            self.timers.cancel(TimerKind::Hold);
+        }
+        ring.last_seq = token.seq;
+        let rep = ring.ring_id.rep == self.me;
+        let limit = self.config.seqno_unchanged_const;
+        ring.held = if rep { ring.seq_unchanged > limit } else { ring.seq_unchanged >= limit };
+        !(rep && ring.held)
+    }
+
+    /// How many messages (retransmitted first, then new) this visit may send (study §1.7.2).
+    fn transmits_allowed(&self, token: &Token) -> u32 {
+        if self.bug(Bug::SendPastWindow) {
+            return u32::try_from(self.pending.len()).unwrap_or(u32::MAX).max(1);
+        }
+        let window = self.config.window_size;
+        let mut allowed = self.config.max_messages.min(window.saturating_sub(token.fcc));
+        let cbl = self.pending.len() as u64;
+        let total = (u64::from(token.backlog) + cbl).saturating_sub(u64::from(self.ring.pbl));
+        if let Some(share) = (u64::from(window) * cbl).checked_div(total)
+            && share > 0
+            && u64::from(allowed) > share
+        {
+            allowed = share as u32;
+        }
+        allowed
+    }
+
+    /// Answer retransmit requests for messages this node holds, within the budget.
+    fn retransmit(&mut self, token: &mut Token, allowed: u32, out: &mut Vec<Output>) -> u32 {
+        let mut sent = 0;
+        let ring_id = self.ring.ring_id;
+        let queue = &self.ring.queue;
+        token.rtr.retain(|entry| {
+            if sent >= allowed || entry.ring_id != ring_id {
+                return true;
+            }
+            match queue.get(entry.seq) {
+                Some(m) => {
+                    out.push(Output::Send { dest: Dest::All, msg: Message::Mcast(m.clone()) });
+                    sent += 1;
+                    false
+                }
+                None => true,
+            }
+        });
+        self.stats.retransmissions += u64::from(sent);
+        sent
+    }
+
+    /// Add requests for holes seen missing on `miss_count_const` visits.
+    fn request_missing(&mut self, token: &mut Token) {
+        let ring_id = self.ring.ring_id;
+        let mut seq = self.ring.my_aru.next();
+        while seq.is_before_or_eq(token.seq) && token.rtr.len() < RTR_ENTRIES_MAX {
+            if let Some(misses) = self.ring.queue.note_miss(seq)
+                && misses >= self.config.miss_count_const
+                && !token.rtr.iter().any(|e| e.ring_id == ring_id && e.seq == seq)
+            {
+                token.rtr.push(RtrEntry { ring_id, seq });
+                self.stats.retransmit_requests += 1;
+            }
+            if !self.ring.queue.in_window(seq) {
+                break;
+            }
+            seq = seq.next();
+        }
+    }
+
+    /// Never let the ring's seq run further ahead of this node's oldest buffered message than
+    /// the sort queue can hold, with a window of slack (study §1.7 step 12).
+    fn sort_queue_has_room(&self, token: &Token, allowed: u32) -> bool {
+        let limit = SORT_QUEUE_SLOTS - self.config.window_size;
+        match token.seq.add(allowed).since(self.ring.queue.released()) {
+            Some(ahead) => ahead < limit,
+            None => false,
+        }
+    }
+
+    /// Assign sequence numbers to pending frames and multicast them.
+    fn send_new(&mut self, token: &mut Token, allowed: u32, out: &mut Vec<Output>) -> u32 {
+        let mut sent = 0;
+        while sent < allowed {
+            let Some(pending) = self.pending.pop_front() else { break };
+            token.seq = token.seq.next();
+            let mcast = Mcast {
+                ring_id: self.ring.ring_id,
+                seq: token.seq,
+                origin: self.me,
+                guarantee: pending.guarantee,
+                body: McastBody::Frame(pending.frame),
+            };
+            if self.config.probes {
+                out.push(Output::Probe(Probe::Assign { ring_id: mcast.ring_id, seq: mcast.seq }));
+                out.push(Output::Probe(Probe::Receive { ring_id: mcast.ring_id, seq: mcast.seq }));
+            }
+            self.ring.queue.insert(token.seq, mcast.clone());
+            self.ring.high_seq_received = self.ring.high_seq_received.max(token.seq);
+            out.push(Output::Send { dest: Dest::All, msg: Message::Mcast(mcast) });
+            sent += 1;
+        }
+        self.stats.mcasts_sent += u64::from(sent);
+        sent
+    }
+
+    /// fcc is a sliding count over the last rotation: replace this node's previous
+    /// contribution with this visit's. Likewise for the backlog.
+    fn update_flow_control(&mut self, token: &mut Token, sent: u32) {
+        token.fcc = token.fcc.saturating_add(sent).saturating_sub(self.ring.trc);
+        self.ring.trc = sent;
+        let cbl = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
+        token.backlog = token.backlog.saturating_add(cbl).saturating_sub(self.ring.pbl);
+        self.ring.pbl = cbl;
+    }
+
+    /// Lower the token's aru to this node's, or raise it if this node set it (study §1.7
+    /// step 16), and count visits on which it is stuck (step 17).
+    fn update_aru(&mut self, token: &mut Token, prev_aru: Seq) {
+        let my_aru = self.ring.my_aru;
+        if my_aru.is_before(token.aru) || token.aru_addr == Some(self.me) || token.aru_addr.is_none() {
+            token.aru = my_aru;
+            token.aru_addr = if token.aru == token.seq { None } else { Some(self.me) };
+        }
+        if token.aru == prev_aru && token.aru_addr.is_some() {
+            self.ring.aru_count = self.ring.aru_count.saturating_add(1);
+        } else {
+            self.ring.aru_count = 0;
+        }
+    }
+
+    /// Free every buffered message up to `up_to`: it will never be retransmitted again.
+    fn release(&mut self, up_to: Seq, out: &mut Vec<Output>) {
+        if let Some(released) = self.ring.queue.release(up_to)
+            && self.config.probes
+        {
+            out.push(Output::Probe(Probe::Release { ring_id: self.ring.ring_id, up_to: released }));
+        }
+    }
+
+    /// Keep a copy for retransmission, send it on (unless holding) and re-arm the timers.
+    fn forward_token(&mut self, now: Time, token: Token, forward: bool, out: &mut Vec<Output>) {
+        self.timers.arm(TimerKind::TokenLoss, now + self.config.token);
+        if forward {
+            out.push(Output::Send {
+                dest: Dest::Node(self.ring.successor),
+                msg: Message::Token(token.clone()),
+            });
+            self.timers.arm(TimerKind::TokenRetransmit, now + self.config.token_retransmit);
+            self.timers.cancel(TimerKind::Hold);
+        } else {
+            self.timers.arm(TimerKind::Hold, now + self.config.hold);
+            self.timers.cancel(TimerKind::TokenRetransmit);
+        }
+        self.last_token = Some(token);
+    }
+
+    /// Resend the kept token copy to the successor.
+    fn resend_token(&mut self, now: Time, out: &mut Vec<Output>) {
+        if let Some(token) = &self.last_token {
+            out.push(Output::Send {
+                dest: Dest::Node(self.ring.successor),
+                msg: Message::Token(token.clone()),
+            });
+            self.stats.tokens_retransmitted += 1;
+        }
+        self.timers.arm(TimerKind::TokenRetransmit, now + self.config.token_retransmit);
+    }
+
+    /// A multicast message arrived.
+    pub(crate) fn handle_mcast(&mut self, mcast: Mcast, sink: &mut impl FrameSink, out: &mut Vec<Output>) {
+        if mcast.ring_id != self.ring.ring_id {
+            self.stats.mcasts_foreign += 1;
+            return;
+        }
+        let seq = mcast.seq;
+        if !self.ring.queue.in_window(seq) {
+            // Already released (an old duplicate) or too far ahead (it will be re-requested).
+            self.stats.mcasts_out_of_window += 1;
+            return;
+        }
+        if !self.ring.queue.insert(seq, mcast) {
+            self.stats.mcasts_duplicate += 1;
+            return;
+        }
+        self.stats.mcasts_received += 1;
+        if self.config.probes {
+            out.push(Output::Probe(Probe::Receive { ring_id: self.ring.ring_id, seq }));
+        }
+        self.ring.high_seq_received = self.ring.high_seq_received.max(seq);
+        self.ring.my_aru = self.ring.queue.contiguous_from(self.ring.my_aru);
+        if self.state == State::Operational {
+            self.deliver(sink, out);
+        }
+    }
+
+    /// Deliver messages in sequence order, stopping at the first hole and at the first Safe
+    /// message not yet known to be held by every member.
+    pub(crate) fn deliver(&mut self, sink: &mut impl FrameSink, out: &mut Vec<Output>) {
+        let safe_on_receipt = self.bug(Bug::SafeOnFirstReceipt);
+        loop {
+            let next = self.ring.high_delivered.next();
+            let Some(mcast) = self.ring.queue.get(next) else {
+                if self.bug(Bug::DeliverPastGap)
+                    && next.is_before(self.ring.high_seq_received)
+                    && self.ring.queue.in_window(next)
+                {
+                    self.ring.high_delivered = next;
+                    continue;
+                }
+                break;
+            };
+            if mcast.guarantee == Guarantee::Safe
+                && !safe_on_receipt
+                && !next.is_before_or_eq(self.ring.safe_line)
+            {
+                break;
+            }
+            self.ring.high_delivered = next;
+            self.stats.frames_delivered += 1;
+            sink.deliver_frame(mcast, out);
+        }
+    }
+
+    /// This node queued a message while the ring idles: ask the representative to release
+    /// the held token (study §1.7.5).
+    pub(crate) fn cancel_hold_if_held(&mut self, now: Time, out: &mut Vec<Output>) {
+        if self.state == State::Operational && self.ring.held {
+            let cancel = TokenHoldCancel { ring_id: self.ring.ring_id };
+            out.push(Output::Send { dest: Dest::All, msg: Message::TokenHoldCancel(cancel) });
+            self.handle_hold_cancel(now, cancel, out);
+        }
+    }
+
+    pub(crate) fn handle_hold_cancel(&mut self, now: Time, cancel: TokenHoldCancel, out: &mut Vec<Output>) {
+        if cancel.ring_id != self.ring.ring_id || self.state != State::Operational {
+            return;
+        }
+        self.ring.seq_unchanged = 0;
+        self.ring.held = false;
+        if self.timers.take(TimerKind::Hold) {
+            self.resend_token(now, out);
+        }
+    }
+
+    /// Ordering timers: token retransmission, hold release, merge detection.
+    pub(crate) fn handle_ordering_timer(&mut self, now: Time, kind: TimerKind, out: &mut Vec<Output>) {
+        match kind {
+            TimerKind::TokenRetransmit | TimerKind::Hold => self.resend_token(now, out),
+            TimerKind::Merge => {
+                if self.state == State::Operational && self.is_rep() {
+                    let detect = crate::message::MergeDetect { sender: self.me, ring_id: self.ring.ring_id };
+                    out.push(Output::Send { dest: Dest::All, msg: Message::MergeDetect(detect) });
+                }
+            }
+            TimerKind::TokenLoss => {
+                // Without the membership protocol a lost token cannot be replaced: count it
+                // and keep retransmitting.
+                self.stats.token_losses += 1;
+                self.timers.arm(TimerKind::TokenLoss, now + self.config.token);
+            }
+            TimerKind::Join | TimerKind::Consensus => {}
+        }
+    }
+
+    /// The initial token of a freshly installed ring, originated by its representative.
+    pub(crate) fn initial_token(&self) -> Token {
+        Token {
+            ring_id: self.ring.ring_id,
+            token_seq: 0,
+            seq: Seq::ZERO,
+            aru: Seq::ZERO,
+            aru_addr: None,
+            fcc: 0,
+            backlog: 0,
+            retrans_flag: false,
+            rtr: Vec::new(),
+        }
+    }
+}
