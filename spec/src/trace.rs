@@ -52,6 +52,15 @@ pub enum Guarantee {
     Safe,
 }
 
+/// A node's protocol state (Totem's OPERATIONAL, GATHER, COMMIT, RECOVERY).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum ProtoState {
+    Operational,
+    Gather,
+    Commit,
+    Recovery,
+}
+
 /// Transitional or regular configuration.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub enum ConfKind {
@@ -83,6 +92,27 @@ pub struct Slot {
 pub enum EventKind {
     /// The incarnation started (first event of every incarnation).
     Start,
+    /// The node's persisted state (its highest ring sequence) was lost before this
+    /// incarnation: recorded right before its `Start`. Ring ids of earlier incarnations may
+    /// then legitimately recur at this node (EVS-2c spans only incarnations whose state was
+    /// kept).
+    StateLost,
+    /// The incarnation left the ring cleanly (its last event, like `Crash`).
+    Leave,
+    /// Internal: the node's protocol state changed.
+    State { from: ProtoState, to: ProtoState },
+    /// Internal: the node entered COMMIT for `ring`, whose member list is `members`.
+    /// `proc_minus_failed` is the node's own proposal at that moment. `via_consensus` is true
+    /// when the node created the commit token itself (it is the lowest member and holds
+    /// consensus: `agreed` lists the nodes whose identical JOIN it held), false when it
+    /// accepted a commit token it received.
+    Commit {
+        ring: Ring,
+        members: Vec<Node>,
+        proc_minus_failed: Vec<Node>,
+        via_consensus: bool,
+        agreed: Vec<Node>,
+    },
     /// The incarnation ended abruptly (last event of a crashed incarnation).
     Crash,
     /// The application handed `msg` to the group layer.
@@ -177,6 +207,10 @@ impl EventKind {
     pub const fn name(&self) -> &'static str {
         match self {
             EventKind::Start => "Start",
+            EventKind::StateLost => "StateLost",
+            EventKind::Leave => "Leave",
+            EventKind::State { .. } => "State",
+            EventKind::Commit { .. } => "Commit",
             EventKind::Crash => "Crash",
             EventKind::Send { .. } => "Send",
             EventKind::Config { .. } => "Config",

@@ -19,14 +19,29 @@ pub enum Bug {
     EarlyRelease,
     /// Deliver a Safe message as soon as it is received, like an Agreed one.
     SafeOnFirstReceipt,
+    /// In RECOVERY, re-send no old-ring messages.
+    SkipRecoveryRetransmissions,
+    /// Deliver the transitional configuration before the old-ring messages up to the gap.
+    TransBeforeOldMessages,
+    /// Ignore the persisted ring sequence after a restart.
+    ReuseRingSeq,
+    /// Accept a token whose ring id is not this node's ring.
+    AcceptOldRingToken,
+    /// Put the failed nodes into the commit token too.
+    KeepFailedInCommit,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 10] = [
         Bug::DeliverPastGap,
         Bug::NeverRetransmit,
         Bug::SendPastWindow,
         Bug::EarlyRelease,
         Bug::SafeOnFirstReceipt,
+        Bug::SkipRecoveryRetransmissions,
+        Bug::TransBeforeOldMessages,
+        Bug::ReuseRingSeq,
+        Bug::AcceptOldRingToken,
+        Bug::KeepFailedInCommit,
     ];
 }

@@ -18,6 +18,8 @@ pub struct Loopback {
     /// Deliveries per node, in order, when `record` is set; otherwise only counted.
     pub delivered: Vec<Vec<Delivery>>,
     pub delivered_count: Vec<u64>,
+    /// Configuration changes per node, in order, when `record` is set.
+    pub configs: Vec<Vec<crate::ConfigChange>>,
     pub record: bool,
 }
 
@@ -30,6 +32,19 @@ impl Loopback {
             .iter()
             .map(|&id| Node::new_on_ring(config.clone(), id, ring, &members))
             .collect::<Result<Vec<_>, _>>()?;
+        Self::with_nodes(nodes, record)
+    }
+
+    /// Nodes 1..=n starting from nothing: they must form a ring by themselves.
+    pub fn cold(n: usize, config: Config, record: bool) -> Result<Loopback, ConfigError> {
+        let nodes = (1..=n as u32)
+            .map(|id| Node::new(config.clone(), NodeId(id), None))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::with_nodes(nodes, record)
+    }
+
+    fn with_nodes(nodes: Vec<Node>, record: bool) -> Result<Loopback, ConfigError> {
+        let n = nodes.len();
         let mut lb = Loopback {
             nodes,
             now: Time::ZERO,
@@ -37,6 +52,7 @@ impl Loopback {
             out: Vec::new(),
             delivered: vec![Vec::new(); n],
             delivered_count: vec![0; n],
+            configs: vec![Vec::new(); n],
             record,
         };
         for i in 0..n {
@@ -66,7 +82,12 @@ impl Loopback {
                         self.delivered[from].push(d);
                     }
                 }
-                Output::Config(_) | Output::Probe(_) => {}
+                Output::Config(c) => {
+                    if self.record {
+                        self.configs[from].push(c);
+                    }
+                }
+                Output::Probe(_) | Output::PersistRingSeq(_) => {}
             }
         }
     }

@@ -51,6 +51,10 @@ pub enum Output {
     },
     Deliver(Delivery),
     Config(ConfigChange),
+    /// The runtime must make this ring sequence durable (write and fsync) before it carries
+    /// out any later output, and hand it back to [`Node::new`] after a restart, so that a
+    /// restarted node never reuses a ring id.
+    PersistRingSeq(u64),
     /// An internal event, emitted only when [`Config::probes`] is set (for the spec).
     Probe(Probe),
 }
@@ -106,6 +110,16 @@ pub enum Probe {
         sent_new: u32,
         retransmitted: u32,
     },
+    /// The protocol state changed.
+    State { from: State, to: State },
+    /// This node entered COMMIT for `ring_id` (see the spec's TOT-7).
+    Commit {
+        ring_id: RingId,
+        members: Vec<NodeId>,
+        proc_minus_failed: Vec<NodeId>,
+        via_consensus: bool,
+        agreed: Vec<NodeId>,
+    },
 }
 
 /// Why an application message was not accepted. Nothing was queued.
@@ -131,6 +145,10 @@ struct Upper {
 }
 
 impl FrameSink for Upper {
+    fn forget_sender(&mut self, node: NodeId) {
+        self.reassemblers.remove(&node);
+    }
+
     fn deliver_frame(&mut self, mcast: &Mcast, out: &mut Vec<Output>) {
         let McastBody::Frame(frame) = &mcast.body else { return };
         let reassembler = self.reassemblers.entry(mcast.origin).or_default();
@@ -168,9 +186,27 @@ pub struct Node {
     packer: Packer,
     upper: Upper,
     started: bool,
+    shut_down: bool,
 }
 
 impl Node {
+    /// A node that belongs to no ring yet. [`Node::start`] makes it gather: it forms a ring
+    /// with whoever answers (alone, a ring of its own). `persisted_ring_seq` is the last value
+    /// of [`Output::PersistRingSeq`] that the runtime stored (None on a first start or after
+    /// the state was lost).
+    pub fn new(config: Config, me: NodeId, persisted_ring_seq: Option<u64>) -> Result<Node, ConfigError> {
+        config.validate()?;
+        if me.0 == 0 {
+            return Err(ConfigError { key: "nodeid", value: "0".into(), rule: "must be non-zero" });
+        }
+        #[cfg(feature = "broken")]
+        let persisted_ring_seq =
+            if config.bug == Some(crate::broken::Bug::ReuseRingSeq) { None } else { persisted_ring_seq };
+        let packer = Packer::new(config.frame_size_max());
+        let srp = Srp::fresh(config, me, persisted_ring_seq.unwrap_or(0));
+        Ok(Node { srp, packer, upper: Upper::default(), started: false, shut_down: false })
+    }
+
     /// A node that starts as a member of an already-formed operational ring. `members` must
     /// contain `me`; every member must be given the same `ring_id` and `members`.
     pub fn new_on_ring(
@@ -203,16 +239,22 @@ impl Node {
             packer,
             upper: Upper::default(),
             started: false,
+            shut_down: false,
         })
     }
 
-    /// Announce the ring to the application and, at the representative, originate the token.
-    /// Call once, before any other input.
+    /// Start the protocol. Call once, before any other input. A node made by [`Node::new`]
+    /// enters GATHER; one made by [`Node::new_on_ring`] announces its ring to the application
+    /// and, at the representative, originates the token.
     pub fn start(&mut self, now: Time, out: &mut Vec<Output>) {
         if self.started {
             return;
         }
         self.started = true;
+        if self.srp.state() == State::Gather {
+            self.srp.gather(now, crate::srp::GatherReason::Startup, out);
+            return;
+        }
         let members = self.srp.members().to_vec();
         out.push(Output::Config(ConfigChange {
             kind: ConfigKind::Regular,
@@ -232,6 +274,9 @@ impl Node {
     /// A message arrived from `from` (already authenticated and decoded).
     pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Message, out: &mut Vec<Output>) {
         let _ = from;
+        if self.shut_down || !self.started {
+            return;
+        }
         match msg {
             Message::Token(token) => {
                 // Small messages packed since the last visit ride this one.
@@ -240,19 +285,33 @@ impl Node {
                 }
                 self.srp.handle_token(now, token, &mut self.upper, out);
             }
-            Message::Mcast(mcast) => self.srp.handle_mcast(mcast, &mut self.upper, out),
+            Message::Mcast(mcast) => self.srp.handle_mcast(now, mcast, &mut self.upper, out),
             Message::TokenHoldCancel(cancel) => self.srp.handle_hold_cancel(now, cancel, out),
-            Message::MergeDetect(_) | Message::Join(_) | Message::CommitToken(_) => {
-                self.srp.stats.messages_ignored += 1;
-            }
+            Message::MergeDetect(detect) => self.srp.handle_merge_detect(now, detect, out),
+            Message::Join(join) => self.srp.handle_join(now, join, out),
+            Message::CommitToken(token) => self.srp.handle_commit_token(now, token, &mut self.upper, out),
         }
     }
 
     /// A timer's deadline passed (or a model checker chose to fire it).
     pub fn handle_timeout(&mut self, now: Time, kind: TimerKind, out: &mut Vec<Output>) {
-        if self.srp.timers.take(kind) {
-            self.srp.handle_ordering_timer(now, kind, out);
+        if !self.shut_down && self.srp.timers.take(kind) {
+            self.srp.handle_timer(now, kind, out);
         }
+    }
+
+    /// Leave the ring cleanly: the others reconfigure within a join period instead of a
+    /// token timeout. Afterwards the node ignores every input.
+    pub fn shutdown(&mut self, now: Time, out: &mut Vec<Output>) {
+        let _ = now;
+        if !self.shut_down {
+            self.shut_down = true;
+            self.srp.leave(out);
+        }
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
     }
 
     /// Queue an application message for ordered delivery to every member.

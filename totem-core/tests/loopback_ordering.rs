@@ -67,3 +67,42 @@ fn idle_ring_holds_token_and_releases_it_on_send() {
     assert_eq!(lb.now, idle_time, "delivered without waiting for the hold timer");
     assert!(idle_time.0 > 0, "the ring idled on hold timers");
 }
+
+// Goal: nodes starting from nothing form one ring of all of them, and then order messages.
+// Method: cold-start 4 nodes on the lossless loopback driver, run, inspect the last regular
+// configuration of each node.
+#[test]
+fn cold_start_forms_one_ring() {
+    let mut lb = Loopback::cold(4, Config::default(), true).expect("config");
+    for _ in 0..200_000 {
+        if !lb.step() {
+            break;
+        }
+        let all_in_one = lb.nodes.iter().all(|n| {
+            n.status().members.len() == 4 && n.status().state == totem_core::srp::State::Operational
+        });
+        if all_in_one {
+            break;
+        }
+    }
+    for (i, n) in lb.nodes.iter().enumerate() {
+        let s = n.status();
+        assert_eq!(
+            s.members.len(),
+            4,
+            "node {} ended in {:?} ring {:?} with {:?}; configs {:?}",
+            i + 1,
+            s.state,
+            s.ring_id,
+            s.members,
+            lb.configs[i]
+        );
+    }
+    for i in 0..4 {
+        lb.submit(i, format!("hello from {i}").as_bytes(), Guarantee::Safe).expect("room");
+    }
+    assert!(lb.run_until_delivered(4, 1_000_000));
+    let orders: Vec<Vec<_>> =
+        lb.delivered.iter().map(|d| d.iter().map(|x| x.payload.clone()).collect()).collect();
+    assert!(orders.iter().all(|o| o == &orders[0]));
+}

@@ -5,12 +5,14 @@
 //! handed up through [`FrameSink`] so that application messages come out interleaved
 //! correctly with configuration changes.
 
+mod membership;
 mod ordering;
+mod recovery;
 pub mod sort_queue;
 
 use crate::config::Config;
 use crate::ids::{NodeId, RingId, Seq};
-use crate::message::{Guarantee, Mcast};
+use crate::message::{CommitMember, Guarantee, Mcast, Message};
 use crate::node::Output;
 use crate::timer::TimerTable;
 use bytes::Bytes;
@@ -23,12 +25,40 @@ use std::collections::VecDeque;
 pub enum State {
     /// Normal ordered operation of an installed ring.
     Operational,
+    /// Exchanging JOIN messages to agree on a new membership.
+    Gather,
+    /// The commit token is on its first rotation.
+    Commit,
+    /// The new ring exists; old-ring messages are exchanged before it is installed.
+    Recovery,
 }
 
 /// Where delivered frames go: the packing layer above, which turns them into application
 /// messages.
 pub(crate) trait FrameSink {
     fn deliver_frame(&mut self, mcast: &Mcast, out: &mut Vec<Output>);
+    /// `node` left the membership: drop any message of it still being reassembled.
+    fn forget_sender(&mut self, node: NodeId);
+}
+
+/// Why a node (re)entered GATHER (study §1.5), for logs and traces.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum GatherReason {
+    ConsensusTimeout,
+    TokenLostOperational,
+    ConsensusAgreedNoCommit,
+    TokenLostCommit,
+    TokenLostRecovery,
+    FailedToReceive,
+    ForeignMessageOperational,
+    ForeignMessageGather,
+    MergeOperational,
+    MergeGather,
+    JoinNewInformation,
+    JoinOperational,
+    JoinCommit,
+    JoinRecovery,
+    Startup,
 }
 
 /// A frame waiting for a token visit to be assigned a sequence number.
@@ -46,6 +76,11 @@ pub struct Stats {
     pub tokens_foreign: u64,
     pub tokens_retransmitted: u64,
     pub token_losses: u64,
+    pub gathers: u64,
+    pub commits: u64,
+    pub rings_installed: u64,
+    pub joins_received: u64,
+    pub consensus_timeouts: u64,
     pub mcasts_sent: u64,
     pub mcasts_received: u64,
     pub mcasts_duplicate: u64,
@@ -119,18 +154,70 @@ fn successor_of(me: NodeId, members: &[NodeId]) -> NodeId {
     members.iter().copied().find(|&n| n > me).or_else(|| members.first().copied()).unwrap_or(me)
 }
 
+/// Membership state: the proposal being agreed during GATHER and the ring being installed.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Membership {
+    /// Proposed processors (sorted), always including this node.
+    pub proc_set: Vec<NodeId>,
+    /// Processors considered failed (sorted); a subset of proc_set or not, it is removed
+    /// from it to form the ring.
+    pub failed_set: Vec<NodeId>,
+    /// Nodes whose JOIN carried exactly this node's current sets since it last entered
+    /// GATHER (sorted).
+    pub consensus: Vec<NodeId>,
+    /// The highest ring sequence seen anywhere (own rings, JOINs, persisted state).
+    pub highest_ring_seq: u64,
+    /// The sequence of the ring this node last committed to.
+    pub my_ring_seq: u64,
+    /// This node concluded it cannot receive and removes itself.
+    pub failed_to_recv: bool,
+    /// COMMIT and RECOVERY: the ring being installed.
+    pub installing: Option<Installing>,
+}
+
+/// The ring being installed, from the commit token.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub(crate) struct Installing {
+    pub ring_id: RingId,
+    /// The members' entries (complete once the first rotation is over).
+    pub entries: Vec<CommitMember>,
+    /// The representative has originated the new ring's first ORF token.
+    pub originated: bool,
+}
+
+/// RECOVERY bookkeeping (study §1.8.5).
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Recovery {
+    /// Old-ring messages this node will re-send in the new ring.
+    pub queue: VecDeque<Mcast>,
+    /// Members of the old ring moving together into the new one.
+    pub trans: Vec<NodeId>,
+    /// Highest old-ring seq any member of the transitional set had delivered (in its
+    /// regular configuration) before the change: Safe messages up to it are known safe.
+    pub trans_high_delivered: Seq,
+    pub set_retrans_flag: bool,
+    pub retrans_flag_count: u32,
+    pub install_seq: Seq,
+    pub rotation_counter: u32,
+}
+
 /// One node's single-ring protocol.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct Srp {
     pub(crate) config: Config,
     pub(crate) me: NodeId,
     pub(crate) state: State,
+    /// OPERATIONAL, GATHER, COMMIT: the last regular ring. RECOVERY: the new ring.
     pub(crate) ring: RingState,
+    /// RECOVERY only: the last regular ring, whose messages are being recovered.
+    pub(crate) old_ring: Option<RingState>,
+    pub(crate) memb: Membership,
+    pub(crate) recovery: Recovery,
     pub(crate) timers: TimerTable,
     /// Locally originated frames not yet assigned a sequence number.
     pub(crate) pending: VecDeque<PendingFrame>,
-    /// The last token this node sent, kept for retransmission.
-    pub(crate) last_token: Option<crate::message::Token>,
+    /// The last token (ORF or commit) this node sent, kept for retransmission.
+    pub(crate) last_token: Option<(NodeId, Message)>,
     pub(crate) stats: Stats,
 }
 
@@ -138,8 +225,17 @@ impl Srp {
     /// A node that is already a member of an operational ring (see
     /// [`crate::Node::new_on_ring`]).
     pub(crate) fn on_ring(config: Config, me: NodeId, ring_id: RingId, members: Vec<NodeId>) -> Self {
+        let memb = Membership {
+            proc_set: members.clone(),
+            highest_ring_seq: ring_id.seq,
+            my_ring_seq: ring_id.seq,
+            ..Membership::default()
+        };
         Srp {
             ring: RingState::new(me, ring_id, members),
+            old_ring: None,
+            memb,
+            recovery: Recovery::default(),
             config,
             me,
             state: State::Operational,
@@ -147,6 +243,31 @@ impl Srp {
             pending: VecDeque::new(),
             last_token: None,
             stats: Stats::default(),
+        }
+    }
+
+    /// A node that belongs to no ring yet. Its placeholder "ring" has no members and an id
+    /// no other ring has: (this node, persisted sequence + 1).
+    pub(crate) fn fresh(config: Config, me: NodeId, persisted_ring_seq: u64) -> Self {
+        let seq = persisted_ring_seq.saturating_add(1);
+        let mut srp = Srp::on_ring(config, me, RingId::new(me, seq), Vec::new());
+        srp.memb.proc_set = vec![me];
+        srp.state = State::Gather;
+        srp
+    }
+
+    /// The ring whose regular configuration this node is in (or was in, before the change
+    /// being installed).
+    pub(crate) fn regular(&self) -> &RingState {
+        self.old_ring.as_ref().unwrap_or(&self.ring)
+    }
+
+    pub(crate) fn set_state(&mut self, to: State, out: &mut Vec<Output>) {
+        if self.state != to {
+            if self.config.probes {
+                out.push(Output::Probe(crate::node::Probe::State { from: self.state, to }));
+            }
+            self.state = to;
         }
     }
 

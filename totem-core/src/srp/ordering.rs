@@ -9,7 +9,7 @@
 //! - The fair share of the window is computed from the node's current backlog (the paper's
 //!   formula) rather than its previous one.
 
-use super::{FrameSink, Srp, State};
+use super::{FrameSink, RingState, Srp, State};
 use crate::broken::Bug;
 use crate::config::SORT_QUEUE_SLOTS;
 use crate::ids::Seq;
@@ -29,11 +29,11 @@ impl Srp {
         sink: &mut impl FrameSink,
         out: &mut Vec<Output>,
     ) {
-        if self.state != State::Operational {
+        if !matches!(self.state, State::Operational | State::Recovery) {
             self.stats.messages_ignored += 1;
             return;
         }
-        if token.ring_id != self.ring.ring_id {
+        if token.ring_id != self.ring.ring_id && !self.bug(Bug::AcceptOldRingToken) {
             self.stats.tokens_foreign += 1;
             return;
         }
@@ -64,12 +64,22 @@ impl Srp {
         self.ring.my_aru = self.ring.queue.contiguous_from(self.ring.my_aru);
         self.update_flow_control(&mut token, sent_new + retransmitted);
         self.update_aru(&mut token, prev_aru);
+        if self.ring.aru_count > self.config.fail_recv_const && token.aru_addr == Some(self.me) {
+            // This node has held the ring's aru back for fail_recv_const rotations: it cannot
+            // receive. It removes itself (Corosync's rule) and does not forward the token.
+            self.memb.failed_to_recv = true;
+            crate::srp::membership::insert_sorted(&mut self.memb.failed_set, self.me);
+            self.gather(now, crate::srp::GatherReason::FailedToReceive, out);
+            return;
+        }
         self.ring.token_seq = Seq(token.token_seq);
         token.token_seq = token.token_seq.wrapping_add(1);
 
-        let release_bound = if self.bug(Bug::EarlyRelease) { token.aru } else { two_visit_aru };
-        self.release(release_bound.min(self.ring.high_delivered), out);
-        self.ring.safe_line = self.ring.safe_line.max(two_visit_aru);
+        if self.state == State::Operational {
+            let release_bound = if self.bug(Bug::EarlyRelease) { token.aru } else { two_visit_aru };
+            self.release(release_bound.min(self.ring.high_delivered), out);
+            self.ring.safe_line = self.ring.safe_line.max(two_visit_aru);
+        }
 
         if self.config.probes {
             out.push(Output::Probe(Probe::Token {
@@ -83,8 +93,13 @@ impl Srp {
                 retransmitted,
             }));
         }
+        if self.state == State::Recovery && self.recovery_visit(&mut token) {
+            self.enter_operational(now, sink, out);
+        }
         self.forward_token(now, token, forward, out);
-        self.deliver(sink, out);
+        if self.state == State::Operational {
+            self.deliver(sink, out);
+        }
     }
 
     /// Idle detection and the hold decision (study §1.7 steps 2 and 4). Returns whether the
@@ -111,11 +126,11 @@ impl Srp {
     /// How many messages (retransmitted first, then new) this visit may send (study §1.7.2).
     fn transmits_allowed(&self, token: &Token) -> u32 {
         if self.bug(Bug::SendPastWindow) {
-            return u32::try_from(self.pending.len()).unwrap_or(u32::MAX).max(1);
+            return u32::try_from(self.backlog()).unwrap_or(u32::MAX).max(1);
         }
         let window = self.config.window_size;
         let mut allowed = self.config.max_messages.min(window.saturating_sub(token.fcc));
-        let cbl = self.pending.len() as u64;
+        let cbl = self.backlog() as u64;
         let total = (u64::from(token.backlog) + cbl).saturating_sub(u64::from(self.ring.pbl));
         if let Some(share) = (u64::from(window) * cbl).checked_div(total)
             && share > 0
@@ -124,6 +139,11 @@ impl Srp {
             allowed = share as u32;
         }
         allowed
+    }
+
+    /// Messages waiting for a token visit: old-ring messages in RECOVERY, frames otherwise.
+    fn backlog(&self) -> usize {
+        if self.state == State::Recovery { self.recovery.queue.len() } else { self.pending.len() }
     }
 
     /// Answer retransmit requests for messages this node holds, within the budget.
@@ -181,15 +201,16 @@ impl Srp {
     fn send_new(&mut self, token: &mut Token, allowed: u32, out: &mut Vec<Output>) -> u32 {
         let mut sent = 0;
         while sent < allowed {
-            let Some(pending) = self.pending.pop_front() else { break };
-            token.seq = token.seq.next();
-            let mcast = Mcast {
-                ring_id: self.ring.ring_id,
-                seq: token.seq,
-                origin: self.me,
-                guarantee: pending.guarantee,
-                body: McastBody::Frame(pending.frame),
+            let (guarantee, body) = if self.state == State::Recovery {
+                let Some(old) = self.recovery.queue.pop_front() else { break };
+                (old.guarantee, McastBody::Recovered(Box::new(old)))
+            } else {
+                let Some(pending) = self.pending.pop_front() else { break };
+                (pending.guarantee, McastBody::Frame(pending.frame))
             };
+            token.seq = token.seq.next();
+            let mcast =
+                Mcast { ring_id: self.ring.ring_id, seq: token.seq, origin: self.me, guarantee, body };
             if self.config.probes {
                 out.push(Output::Probe(Probe::Assign { ring_id: mcast.ring_id, seq: mcast.seq }));
                 out.push(Output::Probe(Probe::Receive { ring_id: mcast.ring_id, seq: mcast.seq }));
@@ -208,7 +229,7 @@ impl Srp {
     fn update_flow_control(&mut self, token: &mut Token, sent: u32) {
         token.fcc = token.fcc.saturating_add(sent).saturating_sub(self.ring.trc);
         self.ring.trc = sent;
-        let cbl = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
+        let cbl = u32::try_from(self.backlog()).unwrap_or(u32::MAX);
         token.backlog = token.backlog.saturating_add(cbl).saturating_sub(self.ring.pbl);
         self.ring.pbl = cbl;
     }
@@ -240,36 +261,39 @@ impl Srp {
     /// Keep a copy for retransmission, send it on (unless holding) and re-arm the timers.
     fn forward_token(&mut self, now: Time, token: Token, forward: bool, out: &mut Vec<Output>) {
         self.timers.arm(TimerKind::TokenLoss, now + self.config.token);
+        let successor = self.ring.successor;
         if forward {
-            out.push(Output::Send {
-                dest: Dest::Node(self.ring.successor),
-                msg: Message::Token(token.clone()),
-            });
+            out.push(Output::Send { dest: Dest::Node(successor), msg: Message::Token(token.clone()) });
             self.timers.arm(TimerKind::TokenRetransmit, now + self.config.token_retransmit);
             self.timers.cancel(TimerKind::Hold);
         } else {
             self.timers.arm(TimerKind::Hold, now + self.config.hold);
             self.timers.cancel(TimerKind::TokenRetransmit);
         }
-        self.last_token = Some(token);
+        self.last_token = Some((successor, Message::Token(token)));
     }
 
     /// Resend the kept token copy to the successor.
-    fn resend_token(&mut self, now: Time, out: &mut Vec<Output>) {
-        if let Some(token) = &self.last_token {
-            out.push(Output::Send {
-                dest: Dest::Node(self.ring.successor),
-                msg: Message::Token(token.clone()),
-            });
+    pub(crate) fn resend_token(&mut self, now: Time, out: &mut Vec<Output>) {
+        if let Some((to, token)) = &self.last_token {
+            out.push(Output::Send { dest: Dest::Node(*to), msg: token.clone() });
             self.stats.tokens_retransmitted += 1;
         }
         self.timers.arm(TimerKind::TokenRetransmit, now + self.config.token_retransmit);
     }
 
     /// A multicast message arrived.
-    pub(crate) fn handle_mcast(&mut self, mcast: Mcast, sink: &mut impl FrameSink, out: &mut Vec<Output>) {
-        if mcast.ring_id != self.ring.ring_id {
+    pub(crate) fn handle_mcast(
+        &mut self,
+        now: Time,
+        mcast: Mcast,
+        sink: &mut impl FrameSink,
+        out: &mut Vec<Output>,
+    ) {
+        let ours = mcast.ring_id == self.ring.ring_id && self.state != State::Commit;
+        if !ours {
             self.stats.mcasts_foreign += 1;
+            self.foreign_message(now, mcast.origin, mcast.ring_id, out);
             return;
         }
         let seq = mcast.seq;
@@ -293,32 +317,11 @@ impl Srp {
         }
     }
 
-    /// Deliver messages in sequence order, stopping at the first hole and at the first Safe
-    /// message not yet known to be held by every member.
+    /// Deliver messages of the current ring in sequence order.
     pub(crate) fn deliver(&mut self, sink: &mut impl FrameSink, out: &mut Vec<Output>) {
-        let safe_on_receipt = self.bug(Bug::SafeOnFirstReceipt);
-        loop {
-            let next = self.ring.high_delivered.next();
-            let Some(mcast) = self.ring.queue.get(next) else {
-                if self.bug(Bug::DeliverPastGap)
-                    && next.is_before(self.ring.high_seq_received)
-                    && self.ring.queue.in_window(next)
-                {
-                    self.ring.high_delivered = next;
-                    continue;
-                }
-                break;
-            };
-            if mcast.guarantee == Guarantee::Safe
-                && !safe_on_receipt
-                && !next.is_before_or_eq(self.ring.safe_line)
-            {
-                break;
-            }
-            self.ring.high_delivered = next;
-            self.stats.frames_delivered += 1;
-            sink.deliver_frame(mcast, out);
-        }
+        let safe_line = if self.bug(Bug::SafeOnFirstReceipt) { None } else { Some(self.ring.safe_line) };
+        let past_gap = self.bug(Bug::DeliverPastGap);
+        self.stats.frames_delivered += deliver_in_order(&mut self.ring, safe_line, past_gap, sink, out);
     }
 
     /// This node queued a message while the ring idles: ask the representative to release
@@ -342,23 +345,23 @@ impl Srp {
         }
     }
 
-    /// Ordering timers: token retransmission, hold release, merge detection.
-    pub(crate) fn handle_ordering_timer(&mut self, now: Time, kind: TimerKind, out: &mut Vec<Output>) {
+    /// Timer expiry: ordering timers here, membership timers in `membership`.
+    pub(crate) fn handle_timer(&mut self, now: Time, kind: TimerKind, out: &mut Vec<Output>) {
         match kind {
-            TimerKind::TokenRetransmit | TimerKind::Hold => self.resend_token(now, out),
+            TimerKind::TokenRetransmit | TimerKind::Hold => {
+                if self.state != State::Gather {
+                    self.resend_token(now, out);
+                }
+            }
             TimerKind::Merge => {
                 if self.state == State::Operational && self.is_rep() {
                     let detect = crate::message::MergeDetect { sender: self.me, ring_id: self.ring.ring_id };
                     out.push(Output::Send { dest: Dest::All, msg: Message::MergeDetect(detect) });
                 }
             }
-            TimerKind::TokenLoss => {
-                // Without the membership protocol a lost token cannot be replaced: count it
-                // and keep retransmitting.
-                self.stats.token_losses += 1;
-                self.timers.arm(TimerKind::TokenLoss, now + self.config.token);
-            }
-            TimerKind::Join | TimerKind::Consensus => {}
+            TimerKind::TokenLoss => self.token_loss(now, out),
+            TimerKind::Join => self.join_timeout(now, out),
+            TimerKind::Consensus => self.consensus_timeout(now, out),
         }
     }
 
@@ -376,4 +379,34 @@ impl Srp {
             rtr: Vec::new(),
         }
     }
+}
+
+/// Deliver `ring`'s messages in sequence order from its delivery point, stopping at the first
+/// hole and at the first Safe message after `safe_line` (`None`: Safe is not waited for).
+/// Returns how many frames were delivered.
+pub(crate) fn deliver_in_order(
+    ring: &mut RingState,
+    safe_line: Option<Seq>,
+    past_gap: bool,
+    sink: &mut impl FrameSink,
+    out: &mut Vec<Output>,
+) -> u64 {
+    let mut delivered = 0;
+    loop {
+        let next = ring.high_delivered.next();
+        let Some(mcast) = ring.queue.get(next) else {
+            if past_gap && next.is_before(ring.high_seq_received) && ring.queue.in_window(next) {
+                ring.high_delivered = next;
+                continue;
+            }
+            break;
+        };
+        if mcast.guarantee == Guarantee::Safe && safe_line.is_some_and(|line| !next.is_before_or_eq(line)) {
+            break;
+        }
+        ring.high_delivered = next;
+        delivered += 1;
+        sink.deliver_frame(mcast, out);
+    }
+    delivered
 }
