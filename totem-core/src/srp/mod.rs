@@ -199,6 +199,8 @@ pub(crate) struct Recovery {
     pub retrans_flag_count: u32,
     pub install_seq: Seq,
     pub rotation_counter: u32,
+    /// Old-ring seqs this node has reported holding (in wrapped form), for probes only.
+    pub announced: std::collections::BTreeSet<u32>,
 }
 
 /// One node's single-ring protocol.

@@ -297,6 +297,14 @@ impl Srp {
             return;
         }
         let seq = mcast.seq;
+        let recovered = match (&mcast.body, &self.old_ring) {
+            (McastBody::Recovered(inner), Some(old))
+                if inner.ring_id == old.ring_id && !old.queue.contains(inner.seq) =>
+            {
+                Some((old.ring_id, inner.seq))
+            }
+            _ => None,
+        };
         if !self.ring.queue.in_window(seq) {
             // Already released (an old duplicate) or too far ahead (it will be re-requested).
             self.stats.mcasts_out_of_window += 1;
@@ -309,6 +317,12 @@ impl Srp {
         self.stats.mcasts_received += 1;
         if self.config.probes {
             out.push(Output::Probe(Probe::Receive { ring_id: self.ring.ring_id, seq }));
+            // From now on this node holds the old-ring message, wrapped.
+            if let Some((old_ring, old_seq)) = recovered
+                && self.recovery.announced.insert(old_seq.0)
+            {
+                out.push(Output::Probe(Probe::Receive { ring_id: old_ring, seq: old_seq }));
+            }
         }
         self.ring.high_seq_received = self.ring.high_seq_received.max(seq);
         self.ring.my_aru = self.ring.queue.contiguous_from(self.ring.my_aru);

@@ -21,7 +21,7 @@ use crate::broken::Bug;
 use crate::config::SORT_QUEUE_SLOTS;
 use crate::ids::NodeId;
 use crate::message::{CommitToken, McastBody, Message, Token};
-use crate::node::{ConfigChange, ConfigKind, Output, Probe};
+use crate::node::{ConfigChange, ConfigKind, Output};
 use crate::time::Time;
 
 impl Srp {
@@ -109,14 +109,12 @@ impl Srp {
         // Old-ring messages recovered through the new ring fill the old ring's holes.
         for (_, wrapper) in self.ring.queue.iter() {
             let McastBody::Recovered(inner) = &wrapper.body else { continue };
+            // (Its Receive probe was emitted when the wrapper arrived.)
             if inner.ring_id == old.ring_id
                 && old.queue.in_window(inner.seq)
                 && old.queue.insert(inner.seq, (**inner).clone())
             {
                 old.high_seq_received = old.high_seq_received.max(inner.seq);
-                if self.config.probes {
-                    out.push(Output::Probe(Probe::Receive { ring_id: old.ring_id, seq: inner.seq }));
-                }
             }
         }
         old.my_aru = old.queue.contiguous_from(old.my_aru);
