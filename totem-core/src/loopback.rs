@@ -18,6 +18,8 @@ pub struct Loopback {
     /// Deliveries per node, in order, when `record` is set; otherwise only counted.
     pub delivered: Vec<Vec<Delivery>>,
     pub delivered_count: Vec<u64>,
+    /// Crashed or shut-down nodes receive nothing and fire no timers.
+    pub alive: Vec<bool>,
     /// Configuration changes per node, in order, when `record` is set.
     pub configs: Vec<Vec<crate::ConfigChange>>,
     pub record: bool,
@@ -53,6 +55,7 @@ impl Loopback {
             delivered: vec![Vec::new(); n],
             delivered_count: vec![0; n],
             configs: vec![Vec::new(); n],
+            alive: vec![true; n],
             record,
         };
         for i in 0..n {
@@ -92,6 +95,40 @@ impl Loopback {
         }
     }
 
+    /// Stop node `i` abruptly.
+    pub fn crash(&mut self, i: usize) {
+        self.alive[i] = false;
+    }
+
+    /// Shut node `i` down cleanly (it announces its leave).
+    pub fn shutdown(&mut self, i: usize) {
+        let mut out = std::mem::take(&mut self.out);
+        self.nodes[i].shutdown(self.now, &mut out);
+        self.apply(i, &mut out);
+        self.out = out;
+        self.alive[i] = false;
+    }
+
+    /// Step until every live node is operational in a ring of exactly the live nodes, or
+    /// `max_steps` pass. Returns whether that happened.
+    pub fn run_until_converged(&mut self, max_steps: u64) -> bool {
+        let live: Vec<NodeId> =
+            (0..self.nodes.len()).filter(|&i| self.alive[i]).map(|i| self.nodes[i].id()).collect();
+        for _ in 0..max_steps {
+            let converged = (0..self.nodes.len()).filter(|&i| self.alive[i]).all(|i| {
+                let s = self.nodes[i].status();
+                s.state == crate::srp::State::Operational && s.members == live
+            });
+            if converged {
+                return true;
+            }
+            if !self.step() {
+                return false;
+            }
+        }
+        false
+    }
+
     pub fn submit(&mut self, node: usize, payload: &[u8], guarantee: Guarantee) -> Result<(), SubmitError> {
         let mut out = std::mem::take(&mut self.out);
         let r = self.nodes[node].submit(self.now, payload, guarantee, &mut out);
@@ -105,6 +142,9 @@ impl Loopback {
     pub fn step(&mut self) -> bool {
         if let Some((to, msg)) = self.in_flight.pop_front() {
             let Some(i) = self.nodes.iter().position(|n| n.id() == to) else { return true };
+            if !self.alive[i] {
+                return true;
+            }
             let from = to;
             let mut out = std::mem::take(&mut self.out);
             self.nodes[i].handle_message(self.now, from, msg, &mut out);
@@ -116,6 +156,7 @@ impl Loopback {
             .nodes
             .iter()
             .enumerate()
+            .filter(|&(i, _)| self.alive[i])
             .filter_map(|(i, n)| n.poll_timeout().map(|(t, k)| (t, i, k)))
             .min_by_key(|&(t, i, _)| (t, i));
         let Some((t, i, kind)) = next else { return false };
