@@ -18,6 +18,8 @@ pub struct Loopback {
     /// Deliveries per node, in order, when `record` is set; otherwise only counted.
     pub delivered: Vec<Vec<Delivery>>,
     pub delivered_count: Vec<u64>,
+    /// Ring sequences waiting to be confirmed as durable (confirmed at the next step).
+    persisted: Vec<(usize, u64)>,
     /// Crashed or shut-down nodes receive nothing and fire no timers.
     pub alive: Vec<bool>,
     /// Configuration changes per node, in order, when `record` is set.
@@ -56,6 +58,7 @@ impl Loopback {
             delivered_count: vec![0; n],
             configs: vec![Vec::new(); n],
             alive: vec![true; n],
+            persisted: Vec::new(),
             record,
         };
         for i in 0..n {
@@ -90,7 +93,8 @@ impl Loopback {
                         self.configs[from].push(c);
                     }
                 }
-                Output::Probe(_) | Output::PersistRingSeq(_) => {}
+                Output::PersistRingSeq(seq) => self.persisted.push((from, seq)),
+                Output::Probe(_) => {}
             }
         }
     }
@@ -140,6 +144,13 @@ impl Loopback {
     /// Hand over one message in flight, or fire the earliest timer if none is. False if
     /// nothing at all can happen.
     pub fn step(&mut self) -> bool {
+        if let Some((i, seq)) = self.persisted.pop() {
+            let mut out = std::mem::take(&mut self.out);
+            self.nodes[i].ring_seq_persisted(self.now, seq, &mut out);
+            self.apply(i, &mut out);
+            self.out = out;
+            return true;
+        }
         if let Some((to, msg)) = self.in_flight.pop_front() {
             let Some(i) = self.nodes.iter().position(|n| n.id() == to) else { return true };
             if !self.alive[i] {

@@ -6,7 +6,8 @@
 //! - [`Node::handle_message`] for every authenticated, decoded message from the network,
 //! - [`Node::handle_timeout`] when the deadline from [`Node::poll_timeout`] has passed
 //!   (firing a timer that is no longer armed is harmless: it is ignored),
-//! - [`Node::submit`] for every application message.
+//! - [`Node::submit`] for every application message,
+//! - [`Node::ring_seq_persisted`] once the value of an [`Output::PersistRingSeq`] is durable.
 //!
 //! Each call appends [`Output`]s that the runtime carries out in order: send a message
 //! ([`Dest::All`] means every other member; [`Dest::Node`] may name this node itself, in a
@@ -51,9 +52,10 @@ pub enum Output {
     },
     Deliver(Delivery),
     Config(ConfigChange),
-    /// The runtime must make this ring sequence durable (write and fsync) before it carries
-    /// out any later output, and hand it back to [`Node::new`] after a restart, so that a
-    /// restarted node never reuses a ring id.
+    /// The runtime must make this ring sequence durable (write and fsync), then confirm with
+    /// [`Node::ring_seq_persisted`]; the node does not install the new ring before that. After
+    /// a restart the runtime hands the stored value back to [`Node::new`], so that a restarted
+    /// node never reuses a ring id.
     PersistRingSeq(u64),
     /// An internal event, emitted only when [`Config::probes`] is set (for the spec).
     Probe(Probe),
@@ -297,6 +299,13 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Time, kind: TimerKind, out: &mut Vec<Output>) {
         if !self.shut_down && self.srp.timers.take(kind) {
             self.srp.handle_timer(now, kind, out);
+        }
+    }
+
+    /// The ring sequence of an earlier [`Output::PersistRingSeq`] is now durable.
+    pub fn ring_seq_persisted(&mut self, now: Time, seq: u64, out: &mut Vec<Output>) {
+        if !self.shut_down {
+            self.srp.ring_seq_persisted(now, seq, out);
         }
     }
 

@@ -51,6 +51,7 @@ impl Srp {
             self.abandon_recovery();
         }
         self.memb.installing = None;
+        self.memb.awaiting_persist = None;
         self.last_token = None;
         self.stats.gathers += 1;
         insert_sorted(&mut self.memb.proc_set, self.me);
@@ -217,12 +218,28 @@ impl Srp {
         self.timers.cancel(TimerKind::Consensus);
         self.memb.my_ring_seq = token.ring_id.seq;
         self.memb.highest_ring_seq = self.memb.highest_ring_seq.max(token.ring_id.seq);
-        out.push(Output::PersistRingSeq(token.ring_id.seq));
         self.memb.installing =
             Some(Installing { ring_id: token.ring_id, entries: token.members.clone(), originated: false });
         self.stats.commits += 1;
         self.set_state(State::Commit, out);
-        self.send_token(now, successor, Message::CommitToken(token), out);
+        // The commit token leaves only once the runtime confirms the new ring sequence is
+        // durable: a restart must never reuse a ring id. Until then the token-loss timer runs,
+        // so a runtime that never confirms ends in a new gather, not a stall.
+        self.last_token = None;
+        self.timers.cancel(TimerKind::TokenRetransmit);
+        self.timers.arm(TimerKind::TokenLoss, now + self.config.token);
+        self.memb.awaiting_persist = Some((token.ring_id.seq, successor, Message::CommitToken(token)));
+        out.push(Output::PersistRingSeq(self.memb.my_ring_seq));
+    }
+
+    /// The runtime confirms that ring sequence `seq` is durable.
+    pub(crate) fn ring_seq_persisted(&mut self, now: Time, seq: u64, out: &mut Vec<Output>) {
+        if self.memb.awaiting_persist.as_ref().is_some_and(|(s, _, _)| *s == seq)
+            && let Some((_, to, msg)) = self.memb.awaiting_persist.take()
+            && self.state == State::Commit
+        {
+            self.send_token(now, to, msg, out);
+        }
     }
 
     /// Send a token (ORF or commit) to `to`, keeping a copy for retransmission.

@@ -173,6 +173,9 @@ pub(crate) struct Membership {
     pub failed_to_recv: bool,
     /// COMMIT and RECOVERY: the ring being installed.
     pub installing: Option<Installing>,
+    /// COMMIT: the ring sequence waiting for the runtime's confirmation that it is durable,
+    /// and the commit token to send once it is.
+    pub awaiting_persist: Option<(u64, NodeId, Message)>,
 }
 
 /// The ring being installed, from the commit token.
