@@ -53,6 +53,9 @@ pub struct Config {
     pub netmtu: usize,
     /// Locally originated messages that may wait for a token before `submit` says "try again".
     pub pending_queue_max: usize,
+    /// Seed of the node's random choices (the send_join jitter). Give each node its own;
+    /// the same seed and inputs always give the same outputs.
+    pub rng_seed: u64,
     /// Emit [`crate::Probe`] outputs (internal events for the spec's checkers).
     pub probes: bool,
     /// A deliberately broken variant of the protocol (tests of the checkers only).
@@ -114,6 +117,7 @@ impl Config {
             cancel_token_hold_on_retransmit: false,
             netmtu: 1500,
             pending_queue_max: 4 * MESSAGE_SIZE_MAX / 1500,
+            rng_seed: 0,
             probes: false,
             #[cfg(feature = "broken")]
             bug: None,

@@ -24,16 +24,19 @@ pub enum TimerKind {
     Join,
     /// Declare the nodes that did not agree failed.
     Consensus,
+    /// Send the JOIN that was delayed by a random jitter (`send_join`).
+    SendJoin,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 6] = [
+    pub const ALL: [TimerKind; 7] = [
         TimerKind::TokenLoss,
         TimerKind::TokenRetransmit,
         TimerKind::Hold,
         TimerKind::Merge,
         TimerKind::Join,
         TimerKind::Consensus,
+        TimerKind::SendJoin,
     ];
 
     const fn index(self) -> usize {
@@ -44,7 +47,7 @@ impl TimerKind {
 /// Deadlines of the armed timers.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
 pub struct TimerTable {
-    deadlines: [Option<Time>; 6],
+    deadlines: [Option<Time>; 7],
 }
 
 impl TimerTable {

@@ -84,3 +84,11 @@ fn messages_around_a_crash_are_delivered_consistently() {
         .collect();
     assert_eq!(seen[0], seen[1], "survivors delivered identical sequences");
 }
+
+// Goal: with send_join jitter, nodes still form one ring (JOINs are sent from a timer).
+#[test]
+fn cold_start_with_send_join_jitter() {
+    let config = Config { send_join: Duration::from_millis(80), ..Config::default() };
+    let mut lb = Loopback::cold(5, config, false).expect("config");
+    assert!(lb.run_until_converged(2_000_000));
+}

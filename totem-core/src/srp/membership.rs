@@ -55,7 +55,7 @@ impl Srp {
         self.last_token = None;
         self.stats.gathers += 1;
         insert_sorted(&mut self.memb.proc_set, self.me);
-        self.send_join(out);
+        self.send_join_jittered(now, out);
         self.timers.arm(TimerKind::Join, now + self.config.join);
         self.timers.arm(TimerKind::Consensus, now + self.config.consensus);
         for kind in [TimerKind::TokenRetransmit, TimerKind::TokenLoss, TimerKind::Merge, TimerKind::Hold] {
@@ -64,6 +64,24 @@ impl Srp {
         self.memb.consensus = vec![self.me];
         self.set_state(State::Gather, out);
         self.check_consensus(now, out);
+    }
+
+    /// Send the JOIN now, or after a random delay up to `send_join` (large rings use it to
+    /// avoid a burst of JOINs; Corosync sleeps, a sans-IO core arms a timer).
+    fn send_join_jittered(&mut self, now: Time, out: &mut Vec<Output>) {
+        let jitter_ns = u64::try_from(self.config.send_join.as_nanos()).unwrap_or(u64::MAX);
+        if jitter_ns == 0 {
+            self.send_join(out);
+        } else {
+            let delay = self.random_below(jitter_ns);
+            self.timers.arm(TimerKind::SendJoin, Time(now.0.saturating_add(delay)));
+        }
+    }
+
+    pub(crate) fn send_join_timeout(&mut self, out: &mut Vec<Output>) {
+        if self.state == State::Gather {
+            self.send_join(out);
+        }
     }
 
     fn send_join(&mut self, out: &mut Vec<Output>) {
@@ -93,7 +111,7 @@ impl Srp {
 
     pub(crate) fn join_timeout(&mut self, now: Time, out: &mut Vec<Output>) {
         if self.state == State::Gather {
-            self.send_join(out);
+            self.send_join_jittered(now, out);
             self.timers.arm(TimerKind::Join, now + self.config.join);
         }
     }
@@ -216,6 +234,7 @@ impl Srp {
 
         self.timers.cancel(TimerKind::Join);
         self.timers.cancel(TimerKind::Consensus);
+        self.timers.cancel(TimerKind::SendJoin);
         self.memb.my_ring_seq = token.ring_id.seq;
         self.memb.highest_ring_seq = self.memb.highest_ring_seq.max(token.ring_id.seq);
         self.memb.installing =

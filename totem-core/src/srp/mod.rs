@@ -224,6 +224,8 @@ pub struct Srp {
     /// The last token (ORF or commit) this node sent, kept for retransmission.
     pub(crate) last_token: Option<(NodeId, Message)>,
     pub(crate) stats: Stats,
+    /// State of the node's seeded generator (SplitMix64).
+    pub(crate) rng: u64,
 }
 
 impl Srp {
@@ -236,6 +238,7 @@ impl Srp {
             my_ring_seq: ring_id.seq,
             ..Membership::default()
         };
+        let rng = config.rng_seed ^ u64::from(me.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Srp {
             ring: RingState::new(me, ring_id, members),
             old_ring: None,
@@ -248,7 +251,17 @@ impl Srp {
             pending: VecDeque::new(),
             last_token: None,
             stats: Stats::default(),
+            rng,
         }
+    }
+
+    /// A uniformly drawn value in [0, bound) from the node's seeded generator.
+    pub(crate) fn random_below(&mut self, bound: u64) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % bound.max(1)
     }
 
     /// A node that belongs to no ring yet. Its placeholder "ring" has no members and an id

@@ -376,6 +376,7 @@ impl Srp {
             TimerKind::TokenLoss => self.token_loss(now, out),
             TimerKind::Join => self.join_timeout(now, out),
             TimerKind::Consensus => self.consensus_timeout(now, out),
+            TimerKind::SendJoin => self.send_join_timeout(out),
         }
     }
 
