@@ -11,7 +11,7 @@
 //! The builder never refuses anything: to build a violating trace, use the raw methods
 //! ([`TraceBuilder::config`], [`TraceBuilder::send_msg`], [`TraceBuilder::event`]).
 
-use crate::trace::{ConfKind, EventKind, Guarantee, MsgId, Node, Ring, Slot, Trace};
+use crate::trace::{ConfKind, EventKind, Guarantee, MsgId, Node, ProtoState, Ring, Slot, Trace};
 use std::collections::BTreeMap;
 
 /// The values of one `Token` event; see [`EventKind::Token`].
@@ -57,6 +57,10 @@ impl TokenVisit {
 struct NodeState {
     incarnation: u32,
     started: bool,
+    /// The current incarnation was opened by `state_lost`; its `start` must not open another.
+    opened: bool,
+    /// The last protocol state recorded with `state` (None: none recorded yet).
+    proto: Option<ProtoState>,
     next_counter: u64,
     last_reg: Option<(Ring, Vec<Node>)>,
     last_config: Option<(ConfKind, Vec<Node>)>,
@@ -128,20 +132,122 @@ impl TraceBuilder {
         self.trace.events.len() - 1
     }
 
-    /// Start `node`: its first incarnation (0), or a new one after the previous.
-    pub fn start(&mut self, node: Node) -> usize {
+    /// Open `node`'s next incarnation (its first, 0, or the one after the previous).
+    fn open_incarnation(&mut self, node: Node) {
         let state = self.nodes.entry(node).or_default();
         if state.started {
             *state = NodeState { incarnation: state.incarnation + 1, started: true, ..NodeState::default() };
         } else {
             state.started = true;
         }
+    }
+
+    /// Start `node`: its first incarnation (0), or a new one after the previous (unless
+    /// [`TraceBuilder::state_lost`] just opened it).
+    pub fn start(&mut self, node: Node) -> usize {
+        let opened = self.nodes.get_mut(&node).is_some_and(|s| std::mem::take(&mut s.opened));
+        if !opened {
+            self.open_incarnation(node);
+        }
         self.event(node, EventKind::Start)
+    }
+
+    /// `node`'s persisted state was lost: opens its next incarnation with a `StateLost`
+    /// event; call [`TraceBuilder::start`] next.
+    pub fn state_lost(&mut self, node: Node) -> usize {
+        self.open_incarnation(node);
+        if let Some(s) = self.nodes.get_mut(&node) {
+            s.opened = true;
+        }
+        self.event(node, EventKind::StateLost)
     }
 
     /// Crash `node`'s current incarnation.
     pub fn crash(&mut self, node: Node) -> usize {
         self.event(node, EventKind::Crash)
+    }
+
+    /// `node`'s current incarnation leaves the ring cleanly (its last event).
+    pub fn leave(&mut self, node: Node) -> usize {
+        self.event(node, EventKind::Leave)
+    }
+
+    /// Raw protocol state change of `node`; the builder's tracked state becomes `to`.
+    pub fn state(&mut self, node: Node, from: ProtoState, to: ProtoState) -> usize {
+        self.nodes.entry(node).or_default().proto = Some(to);
+        self.event(node, EventKind::State { from, to })
+    }
+
+    /// The last protocol state recorded for `node`'s current incarnation, if any.
+    pub fn proto_state(&self, node: Node) -> Option<ProtoState> {
+        self.nodes.get(&node).and_then(|s| s.proto)
+    }
+
+    /// `node` moves to `to`: a `State` event from its tracked state (OPERATIONAL when none
+    /// was recorded, the state a node starts in), unless it already is in `to`. Returns the
+    /// event's index, if one was added.
+    pub fn move_to(&mut self, node: Node, to: ProtoState) -> Option<usize> {
+        let from = self.proto_state(node).unwrap_or(ProtoState::Operational);
+        (from != to).then(|| self.state(node, from, to))
+    }
+
+    /// Raw `Commit` event: `node` entered COMMIT for `ring`.
+    pub fn commit(
+        &mut self,
+        node: Node,
+        ring: Ring,
+        members: &[Node],
+        proc_minus_failed: &[Node],
+        via_consensus: bool,
+        agreed: &[Node],
+    ) -> usize {
+        self.event(
+            node,
+            EventKind::Commit {
+                ring,
+                members: members.to_vec(),
+                proc_minus_failed: proc_minus_failed.to_vec(),
+                via_consensus,
+                agreed: agreed.to_vec(),
+            },
+        )
+    }
+
+    /// The membership round for `ring` up to COMMIT, as a correct implementation records
+    /// it: every member (ascending) enters GATHER if it is not there; then the lowest member
+    /// creates the commit token (`Commit` via consensus, with every member agreed) and
+    /// enters COMMIT, and the others accept it in ring order (`Commit` not via consensus)
+    /// and enter COMMIT.
+    pub fn enter_commit(&mut self, ring: Ring, members: &[Node]) {
+        let members = sorted(members);
+        for &n in &members {
+            self.move_to(n, ProtoState::Gather);
+        }
+        for (k, &n) in members.iter().enumerate() {
+            let creator = k == 0;
+            let agreed: &[Node] = if creator { &members } else { &[] };
+            self.commit(n, ring, &members, &members, creator, agreed);
+            self.move_to(n, ProtoState::Commit);
+        }
+    }
+
+    /// Every node of `nodes` enters `to` (see [`TraceBuilder::move_to`]).
+    pub fn move_all(&mut self, nodes: &[Node], to: ProtoState) {
+        for &n in nodes {
+            self.move_to(n, to);
+        }
+    }
+
+    /// A full membership change with probes: [`TraceBuilder::enter_commit`], every member
+    /// enters RECOVERY, then OPERATIONAL, then [`TraceBuilder::form`] delivers the
+    /// configurations.
+    /// Members act in ascending order.
+    pub fn install(&mut self, ring: Ring, members: &[Node]) {
+        let members = sorted(members);
+        self.enter_commit(ring, &members);
+        self.move_all(&members, ProtoState::Recovery);
+        self.move_all(&members, ProtoState::Operational);
+        self.form(ring, &members);
     }
 
     /// `node` sends its next message (per-incarnation counter) with agreed delivery.
@@ -385,5 +491,55 @@ mod tests {
         b.start(1);
         assert_eq!(b.send(1), MsgId::new(1, 1, 0));
         assert_eq!(b.trace().events.last().map(|e| e.incarnation), Some(1));
+    }
+
+    // Goal: `state_lost` opens the next incarnation and the following `start` stays in it.
+    // Method: start, crash, state_lost, start; check the incarnations.
+    #[test]
+    fn state_lost_opens_the_next_incarnation() {
+        let mut b = TraceBuilder::new();
+        b.start(1);
+        b.crash(1);
+        b.state_lost(1);
+        b.start(1);
+        b.leave(1);
+        let incs: Vec<(u32, &str)> =
+            b.build().events.iter().map(|e| (e.incarnation, e.kind.name())).collect();
+        assert_eq!(incs, vec![(0, "Start"), (0, "Crash"), (1, "StateLost"), (1, "Start"), (1, "Leave")]);
+    }
+
+    // Goal: `install` records the membership round a correct node goes through.
+    // Method: install a ring at {1,2}; list the probe events.
+    #[test]
+    fn install_records_the_round() {
+        let mut b = TraceBuilder::new();
+        b.start(1);
+        b.start(2);
+        b.install(Ring::new(1, 4), &[2, 1]);
+        let kinds: Vec<(Node, String)> = b
+            .build()
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::State { .. } | EventKind::Commit { .. }))
+            .map(|e| match &e.kind {
+                EventKind::State { from, to } => (e.node, format!("{from:?}->{to:?}")),
+                EventKind::Commit { via_consensus, .. } => (e.node, format!("Commit {via_consensus}")),
+                _ => unreachable!(),
+            })
+            .collect();
+        let expect = [
+            (1, "Operational->Gather"),
+            (2, "Operational->Gather"),
+            (1, "Commit true"),
+            (1, "Gather->Commit"),
+            (2, "Commit false"),
+            (2, "Gather->Commit"),
+            (1, "Commit->Recovery"),
+            (2, "Commit->Recovery"),
+            (1, "Recovery->Operational"),
+            (2, "Recovery->Operational"),
+        ];
+        let expect: Vec<(Node, String)> = expect.iter().map(|(n, s)| (*n, s.to_string())).collect();
+        assert_eq!(kinds, expect);
     }
 }

@@ -3,9 +3,12 @@
 //! **Property.** For every node (across all its incarnations, in trace order), the ring
 //! sequence numbers of the regular configurations it delivers are strictly increasing; in
 //! particular no node delivers the same regular ring twice, even after a restart (the ring
-//! sequence is persisted and bumped). Every regular configuration has a non-empty member
-//! list in strictly ascending node-id order, and its ring's representative is the smallest
-//! member.
+//! sequence is persisted and bumped). The comparison restarts at a `StateLost` event: a
+//! node whose persisted state was lost may deliver ring ids of its earlier incarnations
+//! again, but never within one incarnation, nor across incarnations whose state was kept
+//! (from the incarnation that followed the last loss on). Every regular configuration has
+//! a non-empty member list in strictly ascending node-id order, and its ring's
+//! representative is the smallest member.
 //!
 //! Source: EVS (Moser et al. 1994); study §9.1 EVS-2c and its COR notes.
 
@@ -14,8 +17,8 @@ use crate::trace::{ConfKind, EventKind, Node, Trace};
 use crate::{Violation, finish};
 
 pub const ID: &str = "EVS-2c";
-pub const STATEMENT: &str = "Monotonic rings: per node (across restarts) REG ring seqs strictly increase; REG members \
-     are non-empty, strictly ascending, and rep = min(members).";
+pub const STATEMENT: &str = "Monotonic rings: per node (across restarts, unless its state was lost) REG ring seqs \
+     strictly increase; REG members are non-empty, strictly ascending, and rep = min(members).";
 
 /// Check EVS-2c over `trace`.
 pub fn check(trace: &Trace) -> Vec<Violation> {
@@ -25,10 +28,19 @@ pub fn check(trace: &Trace) -> Vec<Violation> {
 /// Check EVS-2c using a shared index.
 pub fn check_indexed(ix: &Index<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
-    let mut last: FastMap<Node, (u64, usize)> = FastMap::default();
+    // Per node: the last REG's ring seq, event and incarnation.
+    let mut last: FastMap<Node, (u64, usize, u32)> = FastMap::default();
     for (i, e) in ix.trace().events.iter().enumerate() {
+        if matches!(e.kind, EventKind::StateLost) {
+            // Only a loss before a later incarnation resets; one inside an incarnation that
+            // already delivered a REG is malformed (TRACE-WF) and changes nothing here.
+            if last.get(&e.node).is_some_and(|&(_, _, inc)| inc < e.incarnation) {
+                last.remove(&e.node);
+            }
+            continue;
+        }
         let EventKind::Config { kind: ConfKind::Regular, ring, members, .. } = &e.kind else { continue };
-        if let Some(&(seq, j)) = last.get(&e.node)
+        if let Some(&(seq, j, _)) = last.get(&e.node)
             && ring.seq <= seq
         {
             out.push(Violation::new(
@@ -37,7 +49,7 @@ pub fn check_indexed(ix: &Index<'_>) -> Vec<Violation> {
                 vec![j, i],
             ));
         }
-        last.insert(e.node, (ring.seq, i));
+        last.insert(e.node, (ring.seq, i, e.incarnation));
         if !members.windows(2).all(|w| w[0] < w[1]) {
             out.push(Violation::new(
                 ID,
@@ -74,6 +86,46 @@ mod tests {
         b.form(Ring::new(2, 8), &[2]);
         b.form(Ring::new(1, 12), &[1, 2]);
         assert_eq!(check(&b.build()), vec![]);
+    }
+
+    // Goal: after a state loss, ring ids of earlier incarnations may recur; later
+    // incarnations that kept their state are compared again.
+    // Method: node 2 delivers 1.4 and 1.8, loses its state, delivers 2.4 (lower) and 1.12;
+    // it crashes (state kept) and delivers 1.16.
+    #[test]
+    fn accepts_recurrence_after_state_loss() {
+        let mut b = TraceBuilder::with_ring(Ring::new(1, 4), &[1, 2]);
+        b.form(Ring::new(1, 8), &[1, 2]);
+        b.crash(2);
+        b.state_lost(2);
+        b.start(2);
+        b.form(Ring::new(2, 4), &[2]);
+        b.form(Ring::new(1, 12), &[1, 2]);
+        b.crash(2);
+        b.start(2);
+        b.form(Ring::new(1, 16), &[1, 2]);
+        assert_eq!(check(&b.build()), vec![]);
+    }
+
+    // Goal: a state loss does not excuse a regression within the incarnation after it, nor
+    // in a later incarnation that kept its state.
+    // Method: node 2 loses its state, delivers 2.8 then 2.4; restarts (state kept) and
+    // delivers 2.8 again.
+    #[test]
+    fn flags_regression_after_state_loss() {
+        let mut b = TraceBuilder::with_ring(Ring::new(1, 12), &[1, 2]);
+        b.crash(2);
+        b.state_lost(2);
+        b.start(2);
+        let first = b.reg(2, Ring::new(2, 8), &[2]);
+        let within = b.reg(2, Ring::new(2, 4), &[2]);
+        b.crash(2);
+        b.start(2);
+        let across = b.reg(2, Ring::new(2, 4), &[2]);
+        let v = check(&b.build());
+        assert_eq!(v.len(), 2, "{v:#?}");
+        assert_eq!(v[0].events, vec![first, within]);
+        assert_eq!(v[1].events, vec![within, across]);
     }
 
     // Goal: a repeated ring after restart, unsorted members and a wrong rep are flagged.

@@ -9,7 +9,7 @@
 //! The views never reject a trace: odd events (a delivery before any configuration, a
 //! message delivered twice) are kept as they are, and judging them is the checkers' job.
 
-use crate::trace::{ConfKind, EventKind, Guarantee, MsgId, Node, Ring, Slot, Trace};
+use crate::trace::{ConfKind, Event, EventKind, Guarantee, MsgId, Node, ProtoState, Ring, Slot, Trace};
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -135,9 +135,10 @@ pub struct IncarnationHistory<'t> {
     /// Index of the incarnation's first and last events.
     pub first_event: usize,
     pub last_event: usize,
-    /// Index of its first `Start` and first `Crash` events, if any.
+    /// Index of its first `Start`, first `Crash` and first `Leave` events, if any.
     pub start: Option<usize>,
     pub crash: Option<usize>,
+    pub leave: Option<usize>,
     /// Deliveries that happened before the incarnation delivered any configuration.
     pub unconfigured: Vec<DeliveryView>,
     /// Its configurations in order, each with the deliveries made in it.
@@ -150,6 +151,15 @@ impl IncarnationHistory<'_> {
     /// The (node, incarnation) key.
     pub fn key(&self) -> Inc {
         (self.node, self.incarnation)
+    }
+
+    /// Index of the event that ended the incarnation (its first `Crash` or `Leave`), if it
+    /// ended within the trace.
+    pub fn end(&self) -> Option<usize> {
+        match (self.crash, self.leave) {
+            (Some(c), Some(l)) => Some(c.min(l)),
+            (c, l) => c.or(l),
+        }
     }
 
     /// Every delivery of the incarnation, in its order (duplicates included).
@@ -182,6 +192,7 @@ impl<'t> History<'t> {
                 last_event: i,
                 start: None,
                 crash: None,
+                leave: None,
                 unconfigured: Vec::new(),
                 epochs: Vec::new(),
                 last_reg: None,
@@ -194,6 +205,9 @@ impl<'t> History<'t> {
                 }
                 EventKind::Crash => {
                     h.crash.get_or_insert(i);
+                }
+                EventKind::Leave => {
+                    h.leave.get_or_insert(i);
                 }
                 EventKind::Config { kind, ring, prev_ring, members, left, joined } => {
                     let config = ConfigView {
@@ -396,6 +410,47 @@ impl<'t> Index<'t> {
     /// The messages sharing `slot` with `msg` that some incarnation delivered before `msg`.
     pub fn same_slot_predecessors(&self, slot: Slot, msg: MsgId) -> &[MsgId] {
         self.slot_predecessors().get(&slot).and_then(|m| m.get(&msg)).map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// The protocol state of every incarnation as the trace unfolds, from its `State` events.
+///
+/// Walk the trace in order, ask [`ProtoStates::state`] about an event, then
+/// [`ProtoStates::observe`] it. Before an incarnation's first `State` event its state is that
+/// event's `from` (the state the node was in when the change happened); an incarnation with
+/// no `State` event at all has an unknown state (None), and the checkers that need it skip.
+#[derive(Clone, Debug, Default)]
+pub struct ProtoStates {
+    first_from: FastMap<Inc, ProtoState>,
+    current: FastMap<Inc, (ProtoState, usize)>,
+}
+
+impl ProtoStates {
+    /// A tracker positioned before the first event of `trace`.
+    pub fn new(trace: &Trace) -> Self {
+        let mut first_from: FastMap<Inc, ProtoState> = FastMap::default();
+        for e in &trace.events {
+            if let EventKind::State { from, .. } = &e.kind {
+                first_from.entry(e.incarnation_key()).or_insert(*from);
+            }
+        }
+        ProtoStates { first_from, current: FastMap::default() }
+    }
+
+    /// The state of `inc` at the current point, and the index of the `State` event that set
+    /// it (None before its first `State` event).
+    pub fn state(&self, inc: Inc) -> Option<(ProtoState, Option<usize>)> {
+        match self.current.get(&inc) {
+            Some(&(s, i)) => Some((s, Some(i))),
+            None => self.first_from.get(&inc).map(|&s| (s, None)),
+        }
+    }
+
+    /// Move past event `i`, `e`.
+    pub fn observe(&mut self, i: usize, e: &Event) {
+        if let EventKind::State { to, .. } = &e.kind {
+            self.current.insert(e.incarnation_key(), (*to, i));
+        }
     }
 }
 

@@ -2,9 +2,10 @@
 //!
 //! This crate is the independent judge of the Totem reimplementation. It knows nothing of
 //! the protocol's code: it imports nothing from `totem-core`, and its only input is a
-//! recorded [`trace::Trace`], a time-ordered list of events (starts, crashes, sends,
-//! configuration and message deliveries, and a few internal probes: sequence number
-//! assignment, receipt, buffer release and token visits). Callers (the simulator, the model
+//! recorded [`trace::Trace`], a time-ordered list of events (starts, crashes, clean leaves,
+//! state losses, sends, configuration and message deliveries, and a few internal probes:
+//! sequence number assignment, receipt, buffer release, token visits, protocol state
+//! changes and COMMIT entries). Callers (the simulator, the model
 //! checker) translate what the core did into that vocabulary.
 //!
 //! Each property is one module with one predicate, stated precisely in the module's
@@ -18,7 +19,8 @@
 //! them all.
 //!
 //! Entry points: [`check_safety`] runs every safety checker, [`check_liveness`] the
-//! liveness checkers for a [`LivenessWindow`]. [`TraceBuilder`] builds traces by hand for
+//! liveness checkers for a [`LivenessWindow`], [`tot10_timing::check`] the timing property
+//! for caller-computed [`TimingBounds`]. [`TraceBuilder`] builds traces by hand for
 //! tests.
 //!
 //! Robustness: a trace can be anything (a buggy core, a buggy recorder). No checker panics
@@ -55,11 +57,16 @@ pub mod evs6b_regular_gaps;
 pub mod evs6c_transitional_gaps;
 pub mod evs7_safe_delivery;
 
+pub mod tot10_timing;
 pub mod tot1_seq_assignment;
 pub mod tot2_fifo;
+pub mod tot3_operational_delivery;
 pub mod tot4_token;
 pub mod tot5_flow_control;
 pub mod tot6_safe_release;
+pub mod tot7_commit;
+pub mod tot8_recovery;
+pub mod tot9_state_machine;
 
 pub mod live1_convergence;
 pub mod live2_delivery;
@@ -67,7 +74,8 @@ pub mod live3_merge;
 
 pub use builder::{TokenVisit, TraceBuilder};
 pub use index::Index;
-pub use trace::{ConfKind, Event, EventKind, Guarantee, MsgId, Node, Ring, Slot, Trace};
+pub use tot10_timing::TimingBounds;
+pub use trace::{ConfKind, Event, EventKind, Guarantee, MsgId, Node, ProtoState, Ring, Slot, Trace};
 
 /// One way a trace breaks one property.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -183,15 +191,21 @@ pub const PROPERTIES: &[(&str, &str)] = &[
     (evs7_safe_delivery::ID, evs7_safe_delivery::STATEMENT),
     (tot1_seq_assignment::ID, tot1_seq_assignment::STATEMENT),
     (tot2_fifo::ID, tot2_fifo::STATEMENT),
+    (tot3_operational_delivery::ID, tot3_operational_delivery::STATEMENT),
     (tot4_token::ID, tot4_token::STATEMENT),
     (tot5_flow_control::ID, tot5_flow_control::STATEMENT),
     (tot6_safe_release::ID, tot6_safe_release::STATEMENT),
+    (tot7_commit::ID, tot7_commit::STATEMENT),
+    (tot8_recovery::ID, tot8_recovery::STATEMENT),
+    (tot9_state_machine::ID, tot9_state_machine::STATEMENT),
+    (tot10_timing::ID, tot10_timing::STATEMENT),
     (live1_convergence::ID, live1_convergence::STATEMENT),
     (live2_delivery::ID, live2_delivery::STATEMENT),
     (live3_merge::ID, live3_merge::STATEMENT),
 ];
 
-/// Run every safety checker (TRACE-WF, EVS-*, TOT-*) over `trace`. The views of the trace
+/// Run every safety checker (TRACE-WF, EVS-*, TOT-1 to TOT-9) over `trace`. TOT-10 needs
+/// loss-free runs and caller-computed bounds; call [`tot10_timing::check`] directly. The views of the trace
 /// are computed once and shared. The result is grouped by property in [`PROPERTIES`] order
 /// and sorted by event within a property.
 pub fn check_safety(trace: &Trace, params: &Params) -> Vec<Violation> {
@@ -217,9 +231,13 @@ pub fn check_safety(trace: &Trace, params: &Params) -> Vec<Violation> {
     out.extend(evs7_safe_delivery::check_indexed(&ix));
     out.extend(tot1_seq_assignment::check_indexed(&ix));
     out.extend(tot2_fifo::check_indexed(&ix));
+    out.extend(tot3_operational_delivery::check_indexed(&ix));
     out.extend(tot4_token::check_indexed(&ix));
     out.extend(tot5_flow_control::check_indexed(&ix, params));
     out.extend(tot6_safe_release::check_indexed(&ix));
+    out.extend(tot7_commit::check_indexed(&ix));
+    out.extend(tot8_recovery::check_indexed(&ix));
+    out.extend(tot9_state_machine::check_indexed(&ix));
     out
 }
 
@@ -293,6 +311,53 @@ mod tests {
         let violations = check_safety(&trace, &Params::default());
         assert!(violations.is_empty(), "{violations:#?}");
         let window = LivenessWindow { healed_at: 0, deadline: u64::MAX, live: vec![1, 2, 3] };
+        let violations = check_liveness(&trace, &Params::default(), &window);
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+
+    // Goal: a correct run recorded with every probe (state changes, commits, a state loss
+    // and a clean leave) passes every safety checker, TOT-10 and liveness.
+    // Method: {1,2,3} installed with probes; node 3's last message reaches node 1 only
+    // before node 3 crashes; {1,2} commit, node 2 recovers the message, both deliver it in
+    // the old ring; node 3 restarts with its state lost and reuses ring seq 4 in its
+    // singleton ring; node 2 leaves; {1,3} install and exchange a message.
+    #[test]
+    fn realistic_trace_with_probes_passes_everything() {
+        let r1 = Ring::new(1, 4);
+        let mut b = TraceBuilder::new();
+        for n in [1, 2, 3] {
+            b.start(n);
+        }
+        b.install(r1, &[1, 2, 3]);
+        b.multicast(1, Slot::new(r1, 1), &[1, 2, 3]);
+        b.multicast(2, Slot::new(r1, 2), &[1, 2, 3]);
+        let m = b.send(3);
+        b.broadcast(3, Slot::new(r1, 3), &[1, 3]);
+        b.advance(10);
+        b.crash(3);
+        let r2 = Ring::new(1, 8);
+        b.enter_commit(r2, &[1, 2]);
+        b.move_all(&[1, 2], ProtoState::Recovery);
+        b.receive(2, Slot::new(r1, 3));
+        b.move_all(&[1, 2], ProtoState::Operational);
+        b.deliver(1, m, Slot::new(r1, 3));
+        b.deliver(2, m, Slot::new(r1, 3));
+        b.form(r2, &[1, 2]);
+        b.state_lost(3);
+        b.start(3);
+        b.install(Ring::new(3, 4), &[3]);
+        b.advance(10);
+        b.leave(2);
+        let r3 = Ring::new(1, 12);
+        b.install(r3, &[1, 3]);
+        b.multicast(3, Slot::new(r3, 1), &[1, 3]);
+        let trace = b.build();
+        let violations = check_safety(&trace, &Params::default());
+        assert!(violations.is_empty(), "{violations:#?}");
+        let bounds = TimingBounds { crash_to_regular_ns: 100, leave_to_regular_ns: 100 };
+        let violations = tot10_timing::check(&trace, &bounds);
+        assert!(violations.is_empty(), "{violations:#?}");
+        let window = LivenessWindow { healed_at: 0, deadline: u64::MAX, live: vec![1, 3] };
         let violations = check_liveness(&trace, &Params::default(), &window);
         assert!(violations.is_empty(), "{violations:#?}");
     }

@@ -1,7 +1,8 @@
 //! LIVE-1: convergence.
 //!
 //! **Property.** Given a [`LivenessWindow`] with live set S and deadline D: for every node
-//! n of S, the last incarnation of n in the trace has not crashed, and its last
+//! n of S, the last incarnation of n in the trace has not crashed nor left (a node that
+//! left cleanly is no more alive than a crashed one), and its last
 //! configuration event in the whole trace is a regular configuration whose member set is
 //! exactly S and whose event time is at most D; and all nodes of S end in the same ring.
 //!
@@ -47,10 +48,11 @@ pub(crate) fn convergence(ix: &Index<'_>, window: &LivenessWindow, property: &'s
             out.push(Violation::new(property, format!("node {n} of the live set has no events"), Vec::new()));
             continue;
         };
-        if let Some(c) = h.crash {
+        if let Some(c) = h.end() {
+            let how = if h.crash == Some(c) { "crashed" } else { "having left" };
             out.push(Violation::new(
                 property,
-                format!("{} of the live set ends crashed", fmt_inc(h.key())),
+                format!("{} of the live set ends {how}", fmt_inc(h.key())),
                 vec![c],
             ));
             continue;
@@ -156,5 +158,21 @@ mod tests {
         let v = check(&b.build(), &w);
         assert_eq!(v.len(), 1, "{v:#?}");
         assert!(v[0].message.contains("after the deadline"));
+    }
+
+    // Goal: a node of S that left cleanly is not alive; the others converging without it
+    // pass when it is left out of S.
+    // Method: {1,2,3}, node 3 leaves, {1,2} reform; judge with S = {1,2,3} and {1,2}.
+    #[test]
+    fn left_node_is_not_live() {
+        let mut b = TraceBuilder::with_ring(Ring::new(1, 4), &[1, 2, 3]);
+        let leave = b.leave(3);
+        b.form(Ring::new(1, 8), &[1, 2]);
+        let trace = b.build();
+        let w = LivenessWindow { healed_at: 0, deadline: 1000, live: vec![1, 2, 3] };
+        let v = check(&trace, &w);
+        assert!(v.iter().any(|v| v.events == vec![leave] && v.message.contains("having left")), "{v:#?}");
+        let w = LivenessWindow { healed_at: 0, deadline: 1000, live: vec![1, 2] };
+        assert_eq!(check(&trace, &w), vec![]);
     }
 }

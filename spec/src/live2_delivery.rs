@@ -1,7 +1,7 @@
 //! LIVE-2: delivery of the survivors' messages.
 //!
 //! **Property.** Given a [`LivenessWindow`] with live set S and deadline D, call survivor
-//! the last incarnation of each node of S if it has not crashed, and the survivor's final
+//! the last incarnation of each node of S if it has not crashed nor left, and the survivor's final
 //! ring the ring of the last regular configuration it delivered. For every message m sent
 //! by a survivor o at a time at most D:
 //! - (self-delivery) o delivers m by the end of the trace;
@@ -9,7 +9,7 @@
 //!   survivor delivered m with slot ring equal to o's final ring, then every survivor
 //!   delivers m by the end of the trace.
 //!
-//! Messages of crashed incarnations are excluded, and so are messages a survivor sent and
+//! Messages of crashed (or cleanly departed) incarnations are excluded, and so are messages a survivor sent and
 //! delivered in an earlier ring: EVS lets such a message stay confined to the members of
 //! that ring (a partition that later merged), so "delivered everywhere" is only required
 //! of messages of the final ring. The first rule is Corosync's COR-3: a sender never drops
@@ -47,7 +47,7 @@ pub fn check_indexed(ix: &Index<'_>, window: &LivenessWindow) -> Vec<Violation> 
     let mut survivors: BTreeMap<Inc, Survivor> = BTreeMap::new();
     for n in node_set(&window.live) {
         let Some(h) = history.last_incarnation(n) else { continue };
-        if h.crash.is_some() {
+        if h.end().is_some() {
             continue;
         }
         let final_reg = h
@@ -140,5 +140,21 @@ mod tests {
         assert!(v.iter().any(|v| v.events == vec![lost_send] && v.message.contains("own")));
         assert!(v.iter().any(|v| v.events == vec![lost_send] && v.message.contains("nodes [2, 3]")));
         assert!(v.iter().any(|v| v.message.contains("nodes [3]")));
+    }
+
+    // Goal: a node that left cleanly is not a survivor: its undelivered message is not
+    // judged, and nobody has to deliver the others' messages to it.
+    // Method: node 3 sends, leaves; node 1 multicasts to {1,2} only.
+    #[test]
+    fn left_node_is_not_a_survivor() {
+        let r = Ring::new(1, 4);
+        let mut b = TraceBuilder::with_ring(r, &[1, 2, 3]);
+        b.send(3);
+        b.leave(3);
+        let r2 = Ring::new(1, 8);
+        b.form(r2, &[1, 2]);
+        b.multicast(1, Slot::new(r2, 1), &[1, 2]);
+        let w = LivenessWindow { healed_at: 0, deadline: u64::MAX, live: vec![1, 2, 3] };
+        assert_eq!(check(&b.build(), &w), vec![]);
     }
 }

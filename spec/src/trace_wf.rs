@@ -3,12 +3,14 @@
 //! **Property.** Checked in trace order:
 //! - event times never decrease;
 //! - node ids are non-zero;
-//! - the first event of every incarnation is `Start`, and no incarnation has a second
-//!   `Start`;
+//! - the first event of every incarnation is `Start`, or `StateLost` directly followed (as
+//!   the node's next event) by the `Start` of the same incarnation; no incarnation has a
+//!   second `Start`, and `StateLost` occurs nowhere else (a `StateLost` carries the number
+//!   of the incarnation it precedes);
 //! - a node's incarnations follow each other: once an event of incarnation i + 1 appears,
 //!   no event of incarnation i (or earlier) appears again, and incarnation numbers grow by
 //!   exactly one (the first one seen need not be 0, so that a trace may begin mid-run);
-//! - nothing happens in an incarnation after its `Crash`;
+//! - nothing happens in an incarnation after its `Crash` or its `Leave` (both end it);
 //! - every `Send` names its own sender: `msg.origin` and `msg.incarnation` are the event's
 //!   node and incarnation, and the counters one incarnation sends are strictly increasing
 //!   (so message ids are unique).
@@ -22,8 +24,9 @@ use crate::trace::{EventKind, Node, Trace};
 use crate::{Violation, finish};
 
 pub const ID: &str = "TRACE-WF";
-pub const STATEMENT: &str = "The trace is well formed: times non-decreasing, every incarnation starts with Start, \
-     incarnations of a node follow each other, nothing after Crash, Send ids name their sender with increasing counters.";
+pub const STATEMENT: &str = "The trace is well formed: times non-decreasing, every incarnation starts with Start \
+     (or StateLost then Start), incarnations of a node follow each other, nothing after Crash or Leave, Send ids \
+     name their sender with increasing counters.";
 
 /// Check TRACE-WF over `trace`.
 pub fn check(trace: &Trace) -> Vec<Violation> {
@@ -32,8 +35,28 @@ pub fn check(trace: &Trace) -> Vec<Violation> {
 
 struct NodeState {
     incarnation: u32,
-    crash: Option<usize>,
+    /// Some event of the incarnation was seen.
+    seen: bool,
+    /// The incarnation's `Start` was seen (or its missing Start was reported).
+    started: bool,
+    /// A `StateLost` that still waits for its `Start`.
+    state_lost: Option<usize>,
+    /// The event that ended the incarnation (Crash or Leave) and its name.
+    end: Option<(usize, &'static str)>,
     last_counter: Option<(u64, usize)>,
+}
+
+impl NodeState {
+    fn new(incarnation: u32) -> Self {
+        NodeState {
+            incarnation,
+            seen: false,
+            started: false,
+            state_lost: None,
+            end: None,
+            last_counter: None,
+        }
+    }
 }
 
 /// Check TRACE-WF using a shared index.
@@ -54,66 +77,81 @@ pub fn check_indexed(ix: &Index<'_>) -> Vec<Violation> {
             out.push(Violation::new(ID, "event at node id 0", vec![i]));
         }
         let is_start = matches!(e.kind, EventKind::Start);
-        match nodes.get_mut(&e.node) {
-            None => {
-                if !is_start {
-                    out.push(Violation::new(
-                        ID,
-                        format!("first event of {} is {}, not Start", fmt_inc(inc), e.kind.name()),
-                        vec![i],
-                    ));
-                }
-                nodes.insert(
-                    e.node,
-                    NodeState { incarnation: e.incarnation, crash: None, last_counter: None },
-                );
-            }
-            Some(state) => {
-                if e.incarnation < state.incarnation {
-                    out.push(Violation::new(
-                        ID,
-                        format!(
-                            "event of {} after incarnation {} of the node started",
-                            fmt_inc(inc),
-                            state.incarnation
-                        ),
-                        vec![i],
-                    ));
-                    continue;
-                } else if e.incarnation > state.incarnation {
-                    if e.incarnation != state.incarnation.saturating_add(1) {
-                        out.push(Violation::new(
-                            ID,
-                            format!("{} follows incarnation {}", fmt_inc(inc), state.incarnation),
-                            vec![i],
-                        ));
-                    }
-                    if !is_start {
-                        out.push(Violation::new(
-                            ID,
-                            format!("first event of {} is {}, not Start", fmt_inc(inc), e.kind.name()),
-                            vec![i],
-                        ));
-                    }
-                    *state = NodeState { incarnation: e.incarnation, crash: None, last_counter: None };
-                } else {
-                    if let Some(c) = state.crash {
-                        out.push(Violation::new(
-                            ID,
-                            format!("{} has a {} event after its Crash", fmt_inc(inc), e.kind.name()),
-                            vec![c, i],
-                        ));
-                    }
-                    if is_start {
-                        out.push(Violation::new(ID, format!("{} starts twice", fmt_inc(inc)), vec![i]));
-                    }
-                }
-            }
+        let is_opener = is_start || matches!(e.kind, EventKind::StateLost);
+        let state = nodes.entry(e.node).or_insert_with(|| NodeState::new(e.incarnation));
+        if let Some(j) = state.state_lost.take()
+            && !(is_start && e.incarnation == state.incarnation)
+        {
+            out.push(Violation::new(
+                ID,
+                format!(
+                    "StateLost of {} is followed by {} of {}, not by its Start",
+                    fmt_inc((e.node, state.incarnation)),
+                    e.kind.name(),
+                    fmt_inc(inc)
+                ),
+                vec![j, i],
+            ));
+            // The incarnation's opening was reported; do not report its first event too.
+            state.started = true;
         }
-        let Some(state) = nodes.get_mut(&e.node) else { continue };
+        if e.incarnation < state.incarnation {
+            out.push(Violation::new(
+                ID,
+                format!(
+                    "event of {} after incarnation {} of the node started",
+                    fmt_inc(inc),
+                    state.incarnation
+                ),
+                vec![i],
+            ));
+            continue;
+        } else if e.incarnation > state.incarnation {
+            if e.incarnation != state.incarnation.saturating_add(1) {
+                out.push(Violation::new(
+                    ID,
+                    format!("{} follows incarnation {}", fmt_inc(inc), state.incarnation),
+                    vec![i],
+                ));
+            }
+            *state = NodeState::new(e.incarnation);
+        } else if let Some((c, what)) = state.end {
+            out.push(Violation::new(
+                ID,
+                format!("{} has a {} event after its {what}", fmt_inc(inc), e.kind.name()),
+                vec![c, i],
+            ));
+        }
+        let first_of_incarnation = !state.seen;
+        state.seen = true;
+        if !is_opener && !state.started {
+            out.push(Violation::new(
+                ID,
+                format!("first event of {} is {}, not Start", fmt_inc(inc), e.kind.name()),
+                vec![i],
+            ));
+            state.started = true;
+        }
         match &e.kind {
-            EventKind::Crash => {
-                state.crash.get_or_insert(i);
+            EventKind::Start => {
+                if state.started {
+                    out.push(Violation::new(ID, format!("{} starts twice", fmt_inc(inc)), vec![i]));
+                }
+                state.started = true;
+            }
+            EventKind::StateLost => {
+                if first_of_incarnation && !state.started {
+                    state.state_lost = Some(i);
+                } else {
+                    out.push(Violation::new(
+                        ID,
+                        format!("StateLost of {} is not its first event", fmt_inc(inc)),
+                        vec![i],
+                    ));
+                }
+            }
+            EventKind::Crash | EventKind::Leave => {
+                state.end.get_or_insert((i, e.kind.name()));
             }
             EventKind::Send { msg, .. } => {
                 if msg.sender() != inc {
@@ -136,6 +174,15 @@ pub fn check_indexed(ix: &Index<'_>) -> Vec<Violation> {
                 }
             }
             _ => {}
+        }
+    }
+    for (node, state) in &nodes {
+        if let Some(j) = state.state_lost {
+            out.push(Violation::new(
+                ID,
+                format!("StateLost of {} is not followed by its Start", fmt_inc((*node, state.incarnation))),
+                vec![j],
+            ));
         }
     }
     finish(out)
@@ -182,6 +229,62 @@ mod tests {
         assert!(messages[2].contains("counter 0 after counter 0"));
         assert!(messages[3].contains("names another sender"));
         assert!(messages[4].contains("after its Crash"));
+    }
+
+    // Goal: a clean leave and a restart with lost state are well formed.
+    // Method: node 2 leaves and restarts; node 1 crashes and restarts after StateLost
+    // (also as the very first event of a node); traffic after each start.
+    #[test]
+    fn accepts_leave_and_state_loss() {
+        let r = Ring::new(1, 4);
+        let mut b = TraceBuilder::with_ring(r, &[1, 2]);
+        b.leave(2);
+        b.start(2);
+        b.send(2);
+        b.crash(1);
+        b.state_lost(1);
+        b.start(1);
+        b.send(1);
+        b.state_lost(3);
+        b.start(3);
+        b.leave(3);
+        assert_eq!(check(&b.build()), vec![]);
+    }
+
+    // Goal: events after Leave and misplaced or dangling StateLost events are flagged.
+    // Method: an event after a Leave; a StateLost followed by a Send; a StateLost in the
+    // middle of an incarnation; a StateLost at the end of the trace.
+    #[test]
+    fn flags_leave_and_state_loss_malformations() {
+        let mut b = TraceBuilder::new();
+        b.start(1);
+        let leave = b.leave(1);
+        b.send(1);
+        let after = b.trace().events.len() - 1;
+        let v = check(b.trace());
+        assert_eq!(v.len(), 1, "{v:#?}");
+        assert_eq!(v[0].events, vec![leave, after]);
+        assert!(v[0].message.contains("after its Leave"));
+
+        let mut b = TraceBuilder::new();
+        let lost = b.state_lost(2);
+        b.send(2);
+        let send = b.trace().events.len() - 1;
+        b.start(3);
+        let middle = b.event(3, EventKind::StateLost);
+        b.start(4);
+        b.crash(4);
+        let dangling = b.state_lost(4);
+        let v = check(&b.build());
+        let summary: Vec<(&[usize], &str)> =
+            v.iter().map(|v| (v.events.as_slice(), v.message.as_str())).collect();
+        assert_eq!(v.len(), 3, "{summary:#?}");
+        assert_eq!(v[0].events, vec![lost, send]);
+        assert!(v[0].message.contains("not by its Start"));
+        assert_eq!(v[1].events, vec![middle]);
+        assert!(v[1].message.contains("not its first event"));
+        assert_eq!(v[2].events, vec![dangling]);
+        assert!(v[2].message.contains("not followed by its Start"));
     }
 
     // Goal: an old incarnation reappearing after a newer one is flagged.

@@ -1,8 +1,8 @@
 //! The checkers never panic, whatever the trace: random garbage is judged, not crashed on.
 
 use spec::{
-    ConfKind, EventKind, Guarantee, LivenessWindow, MsgId, Params, Ring, Slot, Trace, check_liveness,
-    check_safety,
+    ConfKind, EventKind, Guarantee, LivenessWindow, MsgId, Params, ProtoState, Ring, Slot, TimingBounds,
+    Trace, check_liveness, check_safety, tot10_timing,
 };
 
 /// A small deterministic generator (xorshift64*), so the test needs no dependency.
@@ -32,6 +32,11 @@ impl Rng {
         Slot::new(self.ring(), if self.below(10) == 0 { u32::MAX } else { self.below(5) as u32 })
     }
 
+    fn state(&mut self) -> ProtoState {
+        [ProtoState::Operational, ProtoState::Gather, ProtoState::Commit, ProtoState::Recovery]
+            [self.below(4) as usize]
+    }
+
     fn small(&mut self) -> u32 {
         if self.below(20) == 0 { u32::MAX } else { self.below(6) as u32 }
     }
@@ -44,7 +49,7 @@ fn random_trace(rng: &mut Rng, len: usize) -> Trace {
         let incarnation = rng.below(3) as u32;
         let guarantee = if rng.below(2) == 0 { Guarantee::Agreed } else { Guarantee::Safe };
         let msg = MsgId::new(rng.below(4) as u32, rng.below(3) as u32, rng.below(4));
-        let kind = match rng.below(9) {
+        let kind = match rng.below(13) {
             0 => EventKind::Start,
             1 => EventKind::Crash,
             2 => EventKind::Send { msg, guarantee },
@@ -60,6 +65,16 @@ fn random_trace(rng: &mut Rng, len: usize) -> Trace {
             5 => EventKind::Assign { slot: rng.slot() },
             6 => EventKind::Receive { slot: rng.slot() },
             7 => EventKind::Release { ring: rng.ring(), up_to: rng.small() },
+            8 => EventKind::StateLost,
+            9 => EventKind::Leave,
+            10 => EventKind::State { from: rng.state(), to: rng.state() },
+            11 => EventKind::Commit {
+                ring: rng.ring(),
+                members: rng.nodes(),
+                proc_minus_failed: rng.nodes(),
+                via_consensus: rng.below(2) == 0,
+                agreed: rng.nodes(),
+            },
             _ => EventKind::Token {
                 ring: rng.ring(),
                 token_seq: rng.small(),
@@ -77,7 +92,8 @@ fn random_trace(rng: &mut Rng, len: usize) -> Trace {
     t
 }
 
-// Goal: no checker panics on arbitrary traces, and output is deterministic.
+// Goal: no checker panics on arbitrary traces (every event kind, including the state,
+// commit, leave and state-loss probes), and output is deterministic.
 // Method: 300 random traces of up to 300 events over tiny id spaces (so that every
 // collision and edge value, including u32::MAX, occurs); run everything twice.
 #[test]
@@ -95,6 +111,13 @@ fn random_traces_do_not_panic() {
         assert_eq!(a, b);
         let c = check_liveness(&trace, &params, &window);
         assert_eq!(c, check_liveness(&trace, &params, &window));
+        let bounds =
+            TimingBounds { crash_to_regular_ns: rng.below(300), leave_to_regular_ns: rng.below(300) };
+        let d = tot10_timing::check(&trace, &bounds);
+        assert_eq!(d, tot10_timing::check(&trace, &bounds));
+        for v in c.iter().chain(&d) {
+            assert!(v.events.iter().all(|&e| e < trace.len()), "{v}");
+        }
         flagged += usize::from(!a.is_empty());
         for v in &a {
             assert!(v.events.iter().all(|&e| e < trace.len()), "{v}");

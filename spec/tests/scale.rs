@@ -7,8 +7,8 @@ use spec::{
 use std::time::Instant;
 
 /// A correct run of `nodes` nodes: `rings` successive rings (each a token-loss reform of
-/// the same members), each carrying `per_ring` slots of traffic with packing, safe
-/// messages, token visits and buffer releases.
+/// the same members, recorded with state and commit probes), each carrying `per_ring`
+/// slots of traffic with packing, safe messages, token visits and buffer releases.
 fn synthetic(nodes: u32, rings: u32, per_ring: u32) -> Trace {
     let members: Vec<u32> = (1..=nodes).collect();
     let mut b = TraceBuilder::new();
@@ -18,7 +18,7 @@ fn synthetic(nodes: u32, rings: u32, per_ring: u32) -> Trace {
     let mut token_seq = 0;
     for k in 0..rings {
         let ring = Ring::new(1, 4 * u64::from(k + 1));
-        b.form(ring, &members);
+        b.install(ring, &members);
         for s in 1..=per_ring {
             let origin = members[(s as usize) % members.len()];
             let slot = Slot::new(ring, s);
