@@ -9,7 +9,7 @@
 //! configuration p delivered before it (None when there is none).
 //!
 //! A trailing transitional configuration with no regular one after it (the incarnation
-//! crashed, or the trace ended) is allowed.
+//! crashed or left, or the trace ended) is allowed.
 //!
 //! Source: EVS (Moser et al. 1994); study §9.1 EVS-2b and its COR note, §1.8.6 steps 5 and
 //! 9.

@@ -437,6 +437,11 @@ impl ProtoStates {
         ProtoStates { first_from, current: FastMap::default() }
     }
 
+    /// True when the trace has no `State` event at all (nothing to judge).
+    pub fn is_empty(&self) -> bool {
+        self.first_from.is_empty()
+    }
+
     /// The state of `inc` at the current point, and the index of the `State` event that set
     /// it (None before its first `State` event).
     pub fn state(&self, inc: Inc) -> Option<(ProtoState, Option<usize>)> {

@@ -195,7 +195,8 @@ impl Node {
     /// A node that belongs to no ring yet. [`Node::start`] makes it gather: it forms a ring
     /// with whoever answers (alone, a ring of its own). `persisted_ring_seq` is the last value
     /// of [`Output::PersistRingSeq`] that the runtime stored (None on a first start or after
-    /// the state was lost).
+    /// the state was lost: the node then draws its ring sequence base from its seeded
+    /// generator, `Config::rng_seed`, which a runtime should take from real entropy).
     pub fn new(config: Config, me: NodeId, persisted_ring_seq: Option<u64>) -> Result<Node, ConfigError> {
         config.validate()?;
         if me.0 == 0 {
@@ -205,7 +206,7 @@ impl Node {
         let persisted_ring_seq =
             if config.bug == Some(crate::broken::Bug::ReuseRingSeq) { None } else { persisted_ring_seq };
         let packer = Packer::new(config.frame_size_max());
-        let srp = Srp::fresh(config, me, persisted_ring_seq.unwrap_or(0));
+        let srp = Srp::fresh(config, me, persisted_ring_seq);
         Ok(Node { srp, packer, upper: Upper::default(), started: false, shut_down: false })
     }
 

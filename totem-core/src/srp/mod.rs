@@ -266,9 +266,23 @@ impl Srp {
 
     /// A node that belongs to no ring yet. Its placeholder "ring" has no members and an id
     /// no other ring has: (this node, persisted sequence + 1).
-    pub(crate) fn fresh(config: Config, me: NodeId, persisted_ring_seq: u64) -> Self {
-        let seq = persisted_ring_seq.saturating_add(1);
-        let mut srp = Srp::on_ring(config, me, RingId::new(me, seq), Vec::new());
+    ///
+    /// Without persisted state (a first start, or a lost disk) the node cannot know which
+    /// ring ids it used before. Corosync then starts from 0 and may reuse an id; we draw a
+    /// random base below 2^40 from the node's seeded generator instead, so a node that lost
+    /// its state does not reuse ring ids (with overwhelming probability). Ring sequences only
+    /// need to grow, not to be small.
+    pub(crate) fn fresh(config: Config, me: NodeId, persisted_ring_seq: Option<u64>) -> Self {
+        let mut srp = Srp::on_ring(config, me, RingId::new(me, 0), Vec::new());
+        let base = match persisted_ring_seq {
+            Some(seq) => seq,
+            None if srp.bug(crate::broken::Bug::ReuseRingSeq) => 0,
+            None => srp.random_below(1 << 40),
+        };
+        let seq = base.saturating_add(1);
+        srp.ring.ring_id = RingId::new(me, seq);
+        srp.memb.highest_ring_seq = seq;
+        srp.memb.my_ring_seq = seq;
         srp.memb.proc_set = vec![me];
         srp.state = State::Gather;
         srp
