@@ -27,6 +27,8 @@ pub struct SimNode {
     pub counter: u64,
     /// Messages the application wants to send but was told to retry.
     pub retry: Option<(Vec<u8>, Guarantee)>,
+    /// The last ring sequence the node persisted.
+    pub disk: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -123,7 +125,7 @@ impl World {
         let mut nodes = Vec::with_capacity(opts.nodes);
         for &id in &members {
             let node = Node::new_on_ring(opts.core_config(), id, ring_id, &members)?;
-            nodes.push(SimNode { node, incarnation: 0, alive: true, counter: 0, retry: None });
+            nodes.push(SimNode { node, incarnation: 0, alive: true, counter: 0, retry: None, disk: None });
         }
         let mut world = World {
             net: opts.net.clone(),
@@ -295,8 +297,18 @@ impl World {
                 Output::Deliver(d) => self.deliver(id, d),
                 Output::Config(c) => self.record(id, config_event(c)),
                 Output::Probe(p) => self.record(id, probe_event(p)),
+                Output::PersistRingSeq(seq) => self.persist(id, seq),
             }
         }
+    }
+
+    /// The simulated disk is written at once; the node is told it is durable at once.
+    fn persist(&mut self, id: NodeId, seq: u64) {
+        let i = index_of(id);
+        self.nodes[i].disk = Some(seq);
+        let mut out = Vec::new();
+        self.nodes[i].node.ring_seq_persisted(self.now, seq, &mut out);
+        self.apply_outputs(id, &mut out);
     }
 
     fn send(&mut self, from: NodeId, dest: Dest, msg: Message) {
@@ -409,6 +421,14 @@ pub fn config_event(c: ConfigChange) -> EventKind {
 
 pub fn probe_event(p: Probe) -> EventKind {
     match p {
+        Probe::State { from, to } => EventKind::State { from: proto_state(from), to: proto_state(to) },
+        Probe::Commit { ring_id, members, proc_minus_failed, via_consensus, agreed } => EventKind::Commit {
+            ring: spec_ring(ring_id),
+            members: ids(&members),
+            proc_minus_failed: ids(&proc_minus_failed),
+            via_consensus,
+            agreed: ids(&agreed),
+        },
         Probe::Assign { ring_id, seq } => {
             EventKind::Assign { slot: Slot { ring: spec_ring(ring_id), seq: seq.0 } }
         }
@@ -428,5 +448,16 @@ pub fn probe_event(p: Probe) -> EventKind {
                 retransmitted,
             }
         }
+    }
+}
+
+fn proto_state(s: totem_core::srp::State) -> spec::trace::ProtoState {
+    use spec::trace::ProtoState;
+    use totem_core::srp::State;
+    match s {
+        State::Operational => ProtoState::Operational,
+        State::Gather => ProtoState::Gather,
+        State::Commit => ProtoState::Commit,
+        State::Recovery => ProtoState::Recovery,
     }
 }
