@@ -99,6 +99,17 @@ impl Loopback {
         }
     }
 
+    /// Messages handed over but not yet received, in order.
+    pub fn in_flight(&self) -> impl Iterator<Item = &(NodeId, Message)> {
+        self.in_flight.iter()
+    }
+
+    /// Put a message in flight to `to`, as if the network carried it (tests of hostile
+    /// input).
+    pub fn inject(&mut self, to: NodeId, msg: Message) {
+        self.in_flight.push_back((to, msg));
+    }
+
     /// Stop node `i` abruptly.
     pub fn crash(&mut self, i: usize) {
         self.alive[i] = false;
