@@ -9,9 +9,17 @@
 //! per event unless set with [`TraceBuilder::at`] or [`TraceBuilder::advance`].
 //!
 //! The builder never refuses anything: to build a violating trace, use the raw methods
-//! ([`TraceBuilder::config`], [`TraceBuilder::send_msg`], [`TraceBuilder::event`]).
+//! ([`TraceBuilder::config`], [`TraceBuilder::send_msg`], [`TraceBuilder::event`], and the
+//! `cpg_*` event methods).
+//!
+//! For CPG the builder also keeps one cluster-wide view per group and a registry of the
+//! connections it has seen, so that the `cpg_*_group` helpers, [`TraceBuilder::cpg_send`],
+//! [`TraceBuilder::cpg_node_down`] and [`TraceBuilder::cpg_totem`] emit what a correct
+//! service would emit to every member (one partition; for partitions use the raw methods).
 
-use crate::trace::{ConfKind, EventKind, Guarantee, MsgId, Node, ProtoState, Ring, Slot, Trace};
+use crate::trace::{
+    ConfKind, CpgReason, CpgResult, EventKind, Guarantee, MsgId, Node, Process, ProtoState, Ring, Slot, Trace,
+};
 use std::collections::BTreeMap;
 
 /// The values of one `Token` event; see [`EventKind::Token`].
@@ -66,12 +74,24 @@ struct NodeState {
     last_config: Option<(ConfKind, Vec<Node>)>,
 }
 
+/// A CPG connection the builder has seen.
+#[derive(Clone, Debug)]
+struct CpgConn {
+    incarnation: u32,
+    exited: bool,
+    /// The group it is in and its pid there.
+    group: Option<(Vec<u8>, u32)>,
+}
+
 /// Builds a [`Trace`] event by event. Every method that adds one event returns its index.
 #[derive(Clone, Debug, Default)]
 pub struct TraceBuilder {
     trace: Trace,
     time: u64,
     nodes: BTreeMap<Node, NodeState>,
+    cpg_conns: BTreeMap<(Node, u32), CpgConn>,
+    /// The cluster-wide view of each group: member process -> its (node, conn).
+    cpg_groups: BTreeMap<Vec<u8>, BTreeMap<Process, (Node, u32)>>,
 }
 
 fn minus(a: &[Node], b: &[Node]) -> Vec<Node> {
@@ -162,14 +182,25 @@ impl TraceBuilder {
         self.event(node, EventKind::StateLost)
     }
 
-    /// Crash `node`'s current incarnation.
+    /// Crash `node`'s current incarnation (its CPG connections die with it).
     pub fn crash(&mut self, node: Node) -> usize {
+        self.end_cpg_conns(node);
         self.event(node, EventKind::Crash)
     }
 
-    /// `node`'s current incarnation leaves the ring cleanly (its last event).
+    /// `node`'s current incarnation leaves the ring cleanly (its last event; its CPG
+    /// connections die with it).
     pub fn leave(&mut self, node: Node) -> usize {
+        self.end_cpg_conns(node);
         self.event(node, EventKind::Leave)
+    }
+
+    fn end_cpg_conns(&mut self, node: Node) {
+        for ((n, _), c) in self.cpg_conns.iter_mut() {
+            if *n == node {
+                c.exited = true;
+            }
+        }
     }
 
     /// Raw protocol state change of `node`; the builder's tracked state becomes `to`.
@@ -426,6 +457,261 @@ impl TraceBuilder {
         )
     }
 
+    /// Raw `CpgJoin`.
+    pub fn cpg_join_with(
+        &mut self,
+        node: Node,
+        conn: u32,
+        group: &[u8],
+        pid: u32,
+        result: CpgResult,
+    ) -> usize {
+        self.event(node, EventKind::CpgJoin { conn, group: group.to_vec(), pid, result })
+    }
+
+    /// Raw `CpgJoin` with result `Ok`.
+    pub fn cpg_join(&mut self, node: Node, conn: u32, group: &[u8], pid: u32) -> usize {
+        self.cpg_join_with(node, conn, group, pid, CpgResult::Ok)
+    }
+
+    /// Raw `CpgLeave`.
+    pub fn cpg_leave_with(&mut self, node: Node, conn: u32, group: &[u8], result: CpgResult) -> usize {
+        self.event(node, EventKind::CpgLeave { conn, group: group.to_vec(), result })
+    }
+
+    /// Raw `CpgLeave` with result `Ok`.
+    pub fn cpg_leave(&mut self, node: Node, conn: u32, group: &[u8]) -> usize {
+        self.cpg_leave_with(node, conn, group, CpgResult::Ok)
+    }
+
+    /// Raw `CpgMcast` of any message id.
+    pub fn cpg_mcast_msg(
+        &mut self,
+        node: Node,
+        conn: u32,
+        group: &[u8],
+        msg: MsgId,
+        guarantee: Guarantee,
+        result: CpgResult,
+    ) -> usize {
+        self.event(node, EventKind::CpgMcast { conn, group: group.to_vec(), msg, guarantee, result })
+    }
+
+    /// `CpgMcast` of `node`'s next message id (the counter it shares with `send`), agreed,
+    /// with `result`.
+    pub fn cpg_mcast_with(&mut self, node: Node, conn: u32, group: &[u8], result: CpgResult) -> MsgId {
+        let incarnation = self.incarnation(node);
+        let state = self.nodes.entry(node).or_default();
+        let msg = MsgId::new(node, incarnation, state.next_counter);
+        state.next_counter += 1;
+        self.cpg_mcast_msg(node, conn, group, msg, Guarantee::Agreed, result);
+        msg
+    }
+
+    /// `CpgMcast` of `node`'s next message id with result `Ok`.
+    pub fn cpg_mcast(&mut self, node: Node, conn: u32, group: &[u8]) -> MsgId {
+        self.cpg_mcast_with(node, conn, group, CpgResult::Ok)
+    }
+
+    /// Raw `CpgDeliver`.
+    pub fn cpg_deliver(&mut self, node: Node, conn: u32, group: &[u8], sender: Process, msg: MsgId) -> usize {
+        self.event(node, EventKind::CpgDeliver { conn, group: group.to_vec(), sender, msg })
+    }
+
+    /// Raw `CpgConfchg` (lists as given).
+    pub fn cpg_confchg(
+        &mut self,
+        node: Node,
+        conn: u32,
+        group: &[u8],
+        members: &[Process],
+        left: &[(Process, CpgReason)],
+        joined: &[(Process, CpgReason)],
+    ) -> usize {
+        self.event(
+            node,
+            EventKind::CpgConfchg {
+                conn,
+                group: group.to_vec(),
+                members: members.to_vec(),
+                left: left.to_vec(),
+                joined: joined.to_vec(),
+            },
+        )
+    }
+
+    /// Raw `CpgTotemConfchg`.
+    pub fn cpg_totem_confchg(&mut self, node: Node, conn: u32, ring: Ring, members: &[Node]) -> usize {
+        self.event(node, EventKind::CpgTotemConfchg { conn, ring, members: members.to_vec() })
+    }
+
+    /// Raw `CpgMembership` snapshot.
+    pub fn cpg_membership(&mut self, node: Node, conn: u32, group: &[u8], members: &[Process]) -> usize {
+        self.event(node, EventKind::CpgMembership { conn, group: group.to_vec(), members: members.to_vec() })
+    }
+
+    /// Raw `CpgExit`; the builder forgets the connection (no view change is emitted).
+    pub fn cpg_exit(&mut self, node: Node, conn: u32) -> usize {
+        if let Some(c) = self.cpg_conns.get_mut(&(node, conn)) {
+            c.exited = true;
+        }
+        self.event(node, EventKind::CpgExit { conn })
+    }
+
+    /// True when the builder's connection `(node, conn)` is alive: seen in the node's
+    /// current incarnation and not exited.
+    fn cpg_alive(&self, node: Node, conn: u32) -> bool {
+        self.cpg_conns
+            .get(&(node, conn))
+            .is_some_and(|c| !c.exited && c.incarnation == self.incarnation(node))
+    }
+
+    /// The alive member connections of `group` with their processes, in member order.
+    fn cpg_member_conns(&self, group: &[u8]) -> Vec<(Process, Node, u32)> {
+        self.cpg_groups
+            .get(group)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, (n, c))| self.cpg_alive(*n, *c))
+                    .map(|(p, (n, c))| (*p, *n, *c))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The builder's current view of `group`.
+    pub fn cpg_view(&self, group: &[u8]) -> Vec<Process> {
+        self.cpg_groups.get(group).map(|m| m.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// Emit one confchg of `group` (the builder's current view as members) to every alive
+    /// member connection, plus `extra` connections, in member order.
+    fn cpg_announce(
+        &mut self,
+        group: &[u8],
+        left: &[(Process, CpgReason)],
+        joined: &[(Process, CpgReason)],
+        extra: &[(Node, u32)],
+    ) {
+        let members = self.cpg_view(group);
+        let mut targets: Vec<(Process, Node, u32)> = self.cpg_member_conns(group);
+        for &(n, c) in extra {
+            if let Some((_, pid)) = self.cpg_conns.get(&(n, c)).and_then(|c| c.group.clone()) {
+                targets.push((Process::new(n, pid), n, c));
+            }
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        for (_, n, c) in targets {
+            self.cpg_confchg(n, c, group, &members, left, joined);
+        }
+    }
+
+    /// A correct join: `CpgJoin` (Ok) of process (node, `pid`) on connection `conn`, then a
+    /// confchg with it joined (reason Join) at every member connection, the joiner
+    /// included. Returns the process.
+    pub fn cpg_join_group(&mut self, node: Node, conn: u32, group: &[u8], pid: u32) -> Process {
+        let me = Process::new(node, pid);
+        let incarnation = self.incarnation(node);
+        self.cpg_conns
+            .insert((node, conn), CpgConn { incarnation, exited: false, group: Some((group.to_vec(), pid)) });
+        self.cpg_join(node, conn, group, pid);
+        self.cpg_groups.entry(group.to_vec()).or_default().insert(me, (node, conn));
+        self.cpg_announce(group, &[], &[(me, CpgReason::Join)], &[]);
+        me
+    }
+
+    /// A correct leave of connection `conn`'s group: `CpgLeave` (Ok), then a confchg with
+    /// it left (reason Leave) at every member connection, the leaver included.
+    pub fn cpg_leave_group(&mut self, node: Node, conn: u32) {
+        let Some((group, pid)) = self.cpg_conns.get(&(node, conn)).and_then(|c| c.group.clone()) else {
+            return;
+        };
+        let me = Process::new(node, pid);
+        self.cpg_leave(node, conn, &group);
+        if let Some(m) = self.cpg_groups.get_mut(&group) {
+            m.remove(&me);
+        }
+        self.cpg_announce(&group, &[(me, CpgReason::Leave)], &[], &[(node, conn)]);
+        if let Some(c) = self.cpg_conns.get_mut(&(node, conn)) {
+            c.group = None;
+        }
+    }
+
+    /// Connection `conn`'s process exits: `CpgExit`, then a confchg with it left (reason
+    /// ProcDown) at every remaining member connection.
+    pub fn cpg_exit_group(&mut self, node: Node, conn: u32) {
+        let group = self.cpg_conns.get(&(node, conn)).and_then(|c| c.group.clone());
+        self.cpg_exit(node, conn);
+        if let Some((group, pid)) = group {
+            let me = Process::new(node, pid);
+            if let Some(m) = self.cpg_groups.get_mut(&group) {
+                m.remove(&me);
+            }
+            self.cpg_announce(&group, &[(me, CpgReason::ProcDown)], &[], &[]);
+        }
+    }
+
+    /// Connection `conn` multicasts its node's next message id to its group (result Ok),
+    /// and every alive member connection delivers it, in member order.
+    pub fn cpg_send(&mut self, node: Node, conn: u32) -> MsgId {
+        let (group, pid) = self
+            .cpg_conns
+            .get(&(node, conn))
+            .and_then(|c| c.group.clone())
+            .unwrap_or_else(|| (Vec::new(), 0));
+        let msg = self.cpg_mcast(node, conn, &group);
+        let sender = Process::new(node, pid);
+        for (_, n, c) in self.cpg_member_conns(&group) {
+            self.cpg_deliver(n, c, &group, sender, msg);
+        }
+        msg
+    }
+
+    /// The processes on `down` leave every group with reason NodeDown: one confchg per
+    /// affected group at every remaining alive member connection (the sync activation of a
+    /// correct survivor). The builder forgets them.
+    pub fn cpg_node_down(&mut self, down: &[Node]) {
+        let groups: Vec<Vec<u8>> = self.cpg_groups.keys().cloned().collect();
+        for group in groups {
+            let gone: Vec<Process> = self
+                .cpg_groups
+                .get(&group)
+                .map(|m| m.keys().filter(|p| down.contains(&p.node)).copied().collect())
+                .unwrap_or_default();
+            if gone.is_empty() {
+                continue;
+            }
+            if let Some(m) = self.cpg_groups.get_mut(&group) {
+                m.retain(|p, _| !down.contains(&p.node));
+            }
+            let left: Vec<(Process, CpgReason)> = gone.iter().map(|p| (*p, CpgReason::NodeDown)).collect();
+            self.cpg_announce(&group, &left, &[], &[]);
+        }
+    }
+
+    /// A `CpgTotemConfchg` of `ring` (members sorted) at every alive connection the builder
+    /// knows on a node of `members`, in (node, conn) order.
+    pub fn cpg_totem(&mut self, ring: Ring, members: &[Node]) {
+        let members = sorted(members);
+        let conns: Vec<(Node, u32)> = self
+            .cpg_conns
+            .keys()
+            .filter(|(n, c)| members.contains(n) && self.cpg_alive(*n, *c))
+            .copied()
+            .collect();
+        for (n, c) in conns {
+            self.cpg_totem_confchg(n, c, ring, &members);
+        }
+    }
+
+    /// Register connection `conn` of `node` (alive, in no group) without an event, so that
+    /// [`TraceBuilder::cpg_totem`] reaches it.
+    pub fn cpg_connect(&mut self, node: Node, conn: u32) {
+        let incarnation = self.incarnation(node);
+        self.cpg_conns.insert((node, conn), CpgConn { incarnation, exited: false, group: None });
+    }
+
     /// The trace so far.
     pub fn trace(&self) -> &Trace {
         &self.trace
@@ -477,6 +763,62 @@ mod tests {
                 (3, ConfKind::Regular, vec![1, 2, 3], vec![], vec![1, 2]),
             ]
         );
+    }
+
+    // Goal: the CPG helpers emit what a correct service emits to every member.
+    // Method: two joins, a multicast, a totem confchg, a leave, a node failure; list the
+    // CPG events as (node, conn, kind, detail).
+    #[test]
+    fn cpg_helpers_emit_member_events() {
+        let g = b"g";
+        let r = Ring::new(1, 4);
+        let mut b = TraceBuilder::with_ring(r, &[1, 2]);
+        let p = b.cpg_join_group(1, 1, g, 10);
+        let q = b.cpg_join_group(2, 1, g, 20);
+        let m = b.cpg_send(2, 1);
+        b.cpg_totem(r, &[1, 2]);
+        b.cpg_leave_group(1, 1);
+        b.cpg_join_group(1, 1, g, 10);
+        b.crash(2);
+        b.cpg_node_down(&[2]);
+        let rows: Vec<(Node, u32, String)> = b
+            .build()
+            .events
+            .iter()
+            .filter_map(|e| {
+                let conn = e.kind.cpg_conn()?;
+                let detail = match &e.kind {
+                    EventKind::CpgConfchg { members, left, joined, .. } => {
+                        format!("confchg {members:?} {left:?} {joined:?}")
+                    }
+                    EventKind::CpgDeliver { sender, msg, .. } => format!("deliver {sender:?} {msg:?}"),
+                    EventKind::CpgTotemConfchg { members, .. } => format!("totem {members:?}"),
+                    k => k.name().to_string(),
+                };
+                Some((e.node, conn, detail))
+            })
+            .collect();
+        let (j, l, d) = (CpgReason::Join, CpgReason::Leave, CpgReason::NodeDown);
+        let expect = [
+            (1, 1, "CpgJoin".to_string()),
+            (1, 1, format!("confchg {:?} [] {:?}", [p], [(p, j)])),
+            (2, 1, "CpgJoin".to_string()),
+            (1, 1, format!("confchg {:?} [] {:?}", [p, q], [(q, j)])),
+            (2, 1, format!("confchg {:?} [] {:?}", [p, q], [(q, j)])),
+            (2, 1, "CpgMcast".to_string()),
+            (1, 1, format!("deliver {q:?} {m:?}")),
+            (2, 1, format!("deliver {q:?} {m:?}")),
+            (1, 1, "totem [1, 2]".to_string()),
+            (2, 1, "totem [1, 2]".to_string()),
+            (1, 1, "CpgLeave".to_string()),
+            (1, 1, format!("confchg {:?} {:?} []", [q], [(p, l)])),
+            (2, 1, format!("confchg {:?} {:?} []", [q], [(p, l)])),
+            (1, 1, "CpgJoin".to_string()),
+            (1, 1, format!("confchg {:?} [] {:?}", [p, q], [(p, j)])),
+            (2, 1, format!("confchg {:?} [] {:?}", [p, q], [(p, j)])),
+            (1, 1, format!("confchg {:?} {:?} []", [p], [(q, d)])),
+        ];
+        assert_eq!(rows, expect.to_vec());
     }
 
     // Goal: incarnations and counters are tracked per node.

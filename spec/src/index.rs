@@ -9,6 +9,7 @@
 //! The views never reject a trace: odd events (a delivery before any configuration, a
 //! message delivered twice) are kept as they are, and judging them is the checkers' job.
 
+use crate::cpg_index::{CpgIndex, Segment, segments};
 use crate::trace::{ConfKind, Event, EventKind, Guarantee, MsgId, Node, ProtoState, Ring, Slot, Trace};
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -317,6 +318,8 @@ pub struct Index<'t> {
     messages: OnceCell<Messages>,
     ring_messages: OnceCell<FastMap<Ring, Vec<(u32, MsgId)>>>,
     slot_predecessors: OnceCell<FastMap<Slot, FastMap<MsgId, Vec<MsgId>>>>,
+    cpg: OnceCell<CpgIndex<'t>>,
+    cpg_segments: OnceCell<Vec<Segment<'t>>>,
 }
 
 impl<'t> Index<'t> {
@@ -328,7 +331,19 @@ impl<'t> Index<'t> {
             messages: OnceCell::new(),
             ring_messages: OnceCell::new(),
             slot_predecessors: OnceCell::new(),
+            cpg: OnceCell::new(),
+            cpg_segments: OnceCell::new(),
         }
+    }
+
+    /// The CPG views: connections, sessions, multicasts (see [`crate::cpg_index`]).
+    pub fn cpg(&self) -> &CpgIndex<'t> {
+        self.cpg.get_or_init(|| CpgIndex::new(self))
+    }
+
+    /// The sessions cut along rings and activations (see [`crate::cpg_index::segments`]).
+    pub fn cpg_segments(&self) -> &[Segment<'t>] {
+        self.cpg_segments.get_or_init(|| segments(self, self.cpg()))
     }
 
     /// The indexed trace.

@@ -10,6 +10,30 @@
 //! Sequence numbers (`Slot::seq`, `token_seq`, `Release::up_to`) never wrap within one ring
 //! in our traces (a ring would need 2^32 messages), so the checkers compare them as plain
 //! `u32` values.
+//!
+//! # Closed process groups (CPG)
+//!
+//! The `Cpg*` events record what the CPG service did for its local clients. A client
+//! connection is identified by the event's (node, incarnation) and a `conn` number unique
+//! within that node incarnation; it dies with its incarnation, or earlier with its
+//! [`EventKind::CpgExit`]. A connection is in at most one group at a time, as the process
+//! [`Process`] (node, pid) given in its join. Group names are binary byte strings, equal
+//! when they have the same length and the same bytes (a `Vec<u8>` compares exactly so); at
+//! most [`MAX_GROUP_NAME_LEN`] bytes are allowed.
+//!
+//! Recorder obligations: request events (`CpgJoin`, `CpgLeave`, `CpgMcast`) are recorded
+//! when the request is answered, before anything they cause; callback events
+//! (`CpgDeliver`, `CpgConfchg`, `CpgTotemConfchg`) when the service hands them to the
+//! connection, in the connection's order; every `CpgMcast` gets a fresh [`MsgId`] of its
+//! own incarnation (a retry after `TryAgain` gets a new one), and a message keeps that id
+//! wherever it is delivered. When the core also records the Totem-level `Send`/`Deliver`
+//! of the message that carries a CPG multicast, it may use the same id (CPG-9 then uses
+//! the delivery's slot). `CpgTotemConfchg` records only the totem confchgs a completed
+//! synchronization sends to every connection, not the initial one a connection created
+//! with `DELIVER_INITIAL_TOTEM_CONF` gets after its first confchg: the checkers use the
+//! former to locate the end of a synchronization, and without the connection's flags the
+//! two cannot be told apart. `CpgMembership` is recorded only for snapshots taken right
+//! after a confchg with no newer event pending.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -50,6 +74,59 @@ impl fmt::Debug for MsgId {
 pub enum Guarantee {
     Agreed,
     Safe,
+}
+
+/// Longest group name accepted, in bytes (Corosync's `CPG_MAX_NAME_LENGTH`).
+pub const MAX_GROUP_NAME_LEN: usize = 128;
+
+/// A CPG process: the node it runs on and its pid. Ordered by (node, pid), the order of
+/// CPG member lists.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Process {
+    pub node: Node,
+    pub pid: u32,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.node, self.pid)
+    }
+}
+
+impl Process {
+    /// Process `pid` on `node`.
+    pub const fn new(node: Node, pid: u32) -> Self {
+        Process { node, pid }
+    }
+}
+
+/// Why a process joined or left a CPG view (Corosync's `cpg_reason_t`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum CpgReason {
+    /// The process called join.
+    Join,
+    /// The process called leave.
+    Leave,
+    /// The process's node left the Totem membership.
+    NodeDown,
+    /// The process was already in the group on a node that merged in.
+    NodeUp,
+    /// The process went away without leave (exit, crash, zombie cleanup during a sync).
+    ProcDown,
+}
+
+/// The result of a CPG request (the subset of Corosync's `cs_error_t` CPG uses).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum CpgResult {
+    Ok,
+    TryAgain,
+    Exist,
+    NotExist,
+    NameTooLong,
+    Busy,
+    Interrupt,
+    BadHandle,
+    InvalidParam,
 }
 
 /// A node's protocol state (Totem's OPERATIONAL, GATHER, COMMIT, RECOVERY).
@@ -155,6 +232,37 @@ pub enum EventKind {
         /// Messages this node re-sent on this visit.
         retransmitted: u32,
     },
+    /// CPG: connection `conn` asked to join `group` as process (node, `pid`), and got
+    /// `result` (recorded when the reply is given, before the join takes effect).
+    CpgJoin { conn: u32, group: Vec<u8>, pid: u32, result: CpgResult },
+    /// CPG: connection `conn` asked to leave `group` and got `result`.
+    CpgLeave { conn: u32, group: Vec<u8>, result: CpgResult },
+    /// CPG: the application multicast `msg` to `group` on connection `conn` and got `result`
+    /// (`Ok` means accepted; `TryAgain` is flow control, `Interrupt` a large message cut by
+    /// a view change).
+    CpgMcast { conn: u32, group: Vec<u8>, msg: MsgId, guarantee: Guarantee, result: CpgResult },
+    /// CPG: `msg`, multicast by process `sender`, was delivered to connection `conn` in
+    /// `group`.
+    CpgDeliver { conn: u32, group: Vec<u8>, sender: Process, msg: MsgId },
+    /// CPG: a view change of `group` was delivered to connection `conn`: the members after
+    /// the change, and the processes that left and joined, each with its reason.
+    CpgConfchg {
+        conn: u32,
+        group: Vec<u8>,
+        members: Vec<Process>,
+        left: Vec<(Process, CpgReason)>,
+        joined: Vec<(Process, CpgReason)>,
+    },
+    /// CPG: the Totem membership after a completed synchronization (ring and members) was
+    /// delivered to connection `conn` (not recorded for the initial totem confchg of
+    /// `DELIVER_INITIAL_TOTEM_CONF`, see the module documentation).
+    CpgTotemConfchg { conn: u32, ring: Ring, members: Vec<Node> },
+    /// CPG: a membership snapshot of `group` that the application took on connection `conn`
+    /// right after a view change, with no newer event pending.
+    CpgMembership { conn: u32, group: Vec<u8>, members: Vec<Process> },
+    /// CPG: the connection's process exited, or the connection closed, without a leave.
+    /// The connection's last event.
+    CpgExit { conn: u32 },
 }
 
 /// A whole recorded run.
@@ -219,7 +327,56 @@ impl EventKind {
             EventKind::Receive { .. } => "Receive",
             EventKind::Release { .. } => "Release",
             EventKind::Token { .. } => "Token",
+            EventKind::CpgJoin { .. } => "CpgJoin",
+            EventKind::CpgLeave { .. } => "CpgLeave",
+            EventKind::CpgMcast { .. } => "CpgMcast",
+            EventKind::CpgDeliver { .. } => "CpgDeliver",
+            EventKind::CpgConfchg { .. } => "CpgConfchg",
+            EventKind::CpgTotemConfchg { .. } => "CpgTotemConfchg",
+            EventKind::CpgMembership { .. } => "CpgMembership",
+            EventKind::CpgExit { .. } => "CpgExit",
         }
+    }
+
+    /// The CPG connection number of a `Cpg*` event (None for other events).
+    pub const fn cpg_conn(&self) -> Option<u32> {
+        match self {
+            EventKind::CpgJoin { conn, .. }
+            | EventKind::CpgLeave { conn, .. }
+            | EventKind::CpgMcast { conn, .. }
+            | EventKind::CpgDeliver { conn, .. }
+            | EventKind::CpgConfchg { conn, .. }
+            | EventKind::CpgTotemConfchg { conn, .. }
+            | EventKind::CpgMembership { conn, .. }
+            | EventKind::CpgExit { conn } => Some(*conn),
+            _ => None,
+        }
+    }
+
+    /// The group a `Cpg*` event names, if any.
+    pub fn cpg_group(&self) -> Option<&[u8]> {
+        match self {
+            EventKind::CpgJoin { group, .. }
+            | EventKind::CpgLeave { group, .. }
+            | EventKind::CpgMcast { group, .. }
+            | EventKind::CpgDeliver { group, .. }
+            | EventKind::CpgConfchg { group, .. }
+            | EventKind::CpgMembership { group, .. } => Some(group),
+            _ => None,
+        }
+    }
+}
+
+/// A group name for messages: quoted when it is printable ASCII, in hex otherwise, and
+/// cut after 40 bytes.
+pub fn fmt_group(group: &[u8]) -> String {
+    let shown = &group[..group.len().min(40)];
+    let more = if group.len() > 40 { format!("...({} bytes)", group.len()) } else { String::new() };
+    if shown.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("\"{}\"{more}", String::from_utf8_lossy(shown))
+    } else {
+        let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+        format!("0x{hex}{more}")
     }
 }
 

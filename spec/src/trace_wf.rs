@@ -13,7 +13,12 @@
 //! - nothing happens in an incarnation after its `Crash` or its `Leave` (both end it);
 //! - every `Send` names its own sender: `msg.origin` and `msg.incarnation` are the event's
 //!   node and incarnation, and the counters one incarnation sends are strictly increasing
-//!   (so message ids are unique).
+//!   (so message ids are unique);
+//! - CPG: every `CpgMcast` names its own sender likewise, with counters strictly increasing
+//!   over the incarnation's `CpgMcast` events (a separate sequence from its `Send`s: the
+//!   two may share ids, see [`crate::trace`]); nothing happens on a connection after its
+//!   `CpgExit` (a connection number is never reused within an incarnation). Like every
+//!   event, CPG events belong to a started incarnation (the rules above).
 //!
 //! These are obligations of the recorder rather than of the protocol, but the other
 //! properties are only meaningful on a well-formed trace, so a broken recorder must not go
@@ -26,7 +31,8 @@ use crate::{Violation, finish};
 pub const ID: &str = "TRACE-WF";
 pub const STATEMENT: &str = "The trace is well formed: times non-decreasing, every incarnation starts with Start \
      (or StateLost then Start), incarnations of a node follow each other, nothing after Crash or Leave, Send ids \
-     name their sender with increasing counters.";
+     name their sender with increasing counters; CpgMcast ids likewise; nothing on a CPG connection after its \
+     CpgExit.";
 
 /// Check TRACE-WF over `trace`.
 pub fn check(trace: &Trace) -> Vec<Violation> {
@@ -44,6 +50,9 @@ struct NodeState {
     /// The event that ended the incarnation (Crash or Leave) and its name.
     end: Option<(usize, &'static str)>,
     last_counter: Option<(u64, usize)>,
+    last_cpg_counter: Option<(u64, usize)>,
+    /// CPG connections that exited: conn -> its CpgExit.
+    exited: FastMap<u32, usize>,
 }
 
 impl NodeState {
@@ -55,6 +64,8 @@ impl NodeState {
             state_lost: None,
             end: None,
             last_counter: None,
+            last_cpg_counter: None,
+            exited: FastMap::default(),
         }
     }
 }
@@ -173,7 +184,38 @@ pub fn check_indexed(ix: &Index<'_>) -> Vec<Violation> {
                     state.last_counter = Some((msg.counter, i));
                 }
             }
+            EventKind::CpgMcast { msg, .. } => {
+                if msg.sender() != inc {
+                    out.push(Violation::new(
+                        ID,
+                        format!("{} multicasts {msg:?}, which names another sender", fmt_inc(inc)),
+                        vec![i],
+                    ));
+                } else {
+                    if let Some((c, j)) = state.last_cpg_counter
+                        && msg.counter <= c
+                    {
+                        out.push(Violation::new(
+                            ID,
+                            format!("{} multicasts counter {} after counter {c}", fmt_inc(inc), msg.counter),
+                            vec![j, i],
+                        ));
+                    }
+                    state.last_cpg_counter = Some((msg.counter, i));
+                }
+            }
             _ => {}
+        }
+        if let Some(conn) = e.kind.cpg_conn() {
+            if let Some(&x) = state.exited.get(&conn) {
+                out.push(Violation::new(
+                    ID,
+                    format!("{} conn {conn} has a {} event after its CpgExit", fmt_inc(inc), e.kind.name()),
+                    vec![x, i],
+                ));
+            } else if matches!(e.kind, EventKind::CpgExit { .. }) {
+                state.exited.insert(conn, i);
+            }
         }
     }
     for (node, state) in &nodes {
@@ -192,7 +234,7 @@ pub fn check_indexed(ix: &Index<'_>) -> Vec<Violation> {
 mod tests {
     use super::*;
     use crate::builder::TraceBuilder;
-    use crate::trace::{Guarantee, MsgId, Ring, Slot};
+    use crate::trace::{CpgResult, Guarantee, MsgId, Ring, Slot};
 
     // Goal: a normal trace with a restart is well formed.
     // Method: start, traffic, crash, restart, traffic.
@@ -285,6 +327,34 @@ mod tests {
         assert!(v[1].message.contains("not its first event"));
         assert_eq!(v[2].events, vec![dangling]);
         assert!(v[2].message.contains("not followed by its Start"));
+    }
+
+    // Goal: CPG events follow the incarnation rules, and the CPG-specific rules hold.
+    // Method: a correct join/multicast/exit passes; then a foreign CpgMcast id, a repeated
+    // CpgMcast counter, an event after CpgExit, and a CPG event before Start are flagged.
+    #[test]
+    fn cpg_rules() {
+        let g = b"g";
+        let mut b = TraceBuilder::with_ring(Ring::new(1, 4), &[1]);
+        b.cpg_join_group(1, 7, g, 100);
+        b.cpg_send(1, 7);
+        b.cpg_exit(1, 7);
+        b.cpg_join_group(1, 8, g, 100);
+        assert_eq!(check(b.trace()), vec![]);
+
+        let foreign = b.cpg_mcast_msg(1, 8, g, MsgId::new(2, 0, 0), Guarantee::Agreed, CpgResult::Ok);
+        let again = b.cpg_mcast_msg(1, 8, g, MsgId::new(1, 0, 0), Guarantee::Agreed, CpgResult::Ok);
+        let exit = b.cpg_exit(1, 8);
+        let after = b.cpg_leave(1, 8, g);
+        let early = b.cpg_join(5, 1, g, 1);
+        let v = check(&b.build());
+        let summary: Vec<(&[usize], &str)> =
+            v.iter().map(|v| (v.events.as_slice(), v.message.as_str())).collect();
+        assert_eq!(v.len(), 4, "{summary:#?}");
+        assert!(v[0].events.contains(&again) && v[0].message.contains("counter 0 after counter 0"));
+        assert_eq!(v[1].events, vec![foreign]);
+        assert_eq!(v[2].events, vec![exit, after]);
+        assert_eq!(v[3].events, vec![early]);
     }
 
     // Goal: an old incarnation reappearing after a newer one is flagged.

@@ -71,3 +71,63 @@ fn timing_three_million_events() {
     eprintln!("{} events checked in {:?}", trace.len(), start.elapsed());
     assert!(violations.is_empty(), "{:#?}", &violations[..violations.len().min(5)]);
 }
+
+/// A correct CPG run of `nodes` nodes with two group members each: `rings` successive
+/// rings (each with its totem confchgs and a leave and a re-join), each carrying `per_ring`
+/// CPG multicasts delivered to every member.
+fn synthetic_cpg(nodes: u32, rings: u32, per_ring: u32) -> Trace {
+    let members: Vec<u32> = (1..=nodes).collect();
+    let mut b = TraceBuilder::new();
+    for &n in &members {
+        b.start(n);
+    }
+    for k in 0..rings {
+        let ring = Ring::new(1, 4 * u64::from(k + 1));
+        b.form(ring, &members);
+        b.cpg_totem(ring, &members);
+        if k == 0 {
+            for &n in &members {
+                b.cpg_join_group(n, 1, b"g", 10);
+                b.cpg_join_group(n, 2, b"g", 20);
+            }
+        } else {
+            let n = members[(k as usize) % members.len()];
+            b.cpg_leave_group(n, 2);
+            b.cpg_join_group(n, 2, b"g", 20);
+        }
+        for s in 0..per_ring {
+            let n = members[(s as usize) % members.len()];
+            b.cpg_send(n, 1 + s % 2);
+        }
+    }
+    b.build()
+}
+
+// Goal: a correct CPG trace of a few hundred thousand events passes every checker, in
+// time close to linear.
+// Method: generate one and run the safety and liveness checks.
+#[test]
+fn large_correct_cpg_trace_passes() {
+    let trace = synthetic_cpg(5, 20, 2_500);
+    assert!(trace.len() > 250_000, "{}", trace.len());
+    let params = Params::default();
+    let start = Instant::now();
+    let violations = check_safety(&trace, &params);
+    eprintln!("{} CPG events checked in {:?}", trace.len(), start.elapsed());
+    assert!(violations.is_empty(), "{:#?}", &violations[..violations.len().min(5)]);
+    let window = LivenessWindow { healed_at: 0, deadline: u64::MAX, live: vec![1, 2, 3, 4, 5] };
+    let violations = check_liveness(&trace, &params, &window);
+    assert!(violations.is_empty(), "{:#?}", &violations[..violations.len().min(5)]);
+}
+
+// Goal: the CPG checkers stay near-linear on multi-million-event traces.
+// Method: time a ~3 million event CPG trace (run with `cargo test -p spec -- --ignored`).
+#[test]
+#[ignore = "timing run, a few seconds"]
+fn timing_three_million_cpg_events() {
+    let trace = synthetic_cpg(5, 100, 5_000);
+    let start = Instant::now();
+    let violations = check_safety(&trace, &Params::default());
+    eprintln!("{} CPG events checked in {:?}", trace.len(), start.elapsed());
+    assert!(violations.is_empty(), "{:#?}", &violations[..violations.len().min(5)]);
+}
