@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sim::{Limits, Options, RunReport};
+use sim::{FaultKinds, Limits, Options, RunReport, StartChoice};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -80,6 +80,53 @@ struct LimitArgs {
     /// Run a deliberately broken variant of the core (needs --features broken).
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
+    /// How nodes start: on one formed ring, cold (Node::new, the ring forms by itself), or
+    /// drawn per seed.
+    #[arg(long, value_enum, default_value_t = Start::Mixed)]
+    start_mode: Start,
+    /// Shorthand for --start-mode cold.
+    #[arg(long)]
+    cold: bool,
+    /// Base token timeout in ms (default: drawn per seed from 300, 1000, 3000).
+    #[arg(long)]
+    token_ms: Option<u64>,
+    /// No process or link faults at all (loss, duplication and reordering stay).
+    #[arg(long)]
+    no_faults: bool,
+    /// No crashes.
+    #[arg(long)]
+    no_crash: bool,
+    /// Crashed and departed nodes never come back.
+    #[arg(long)]
+    no_restart: bool,
+    /// No pauses (SIGSTOP-like freezes).
+    #[arg(long)]
+    no_pause: bool,
+    /// No clean leaves.
+    #[arg(long)]
+    no_leave: bool,
+    /// No symmetric partitions.
+    #[arg(long)]
+    no_partition: bool,
+    /// No one-way link cuts.
+    #[arg(long)]
+    no_one_way: bool,
+    /// No swizzled partitions.
+    #[arg(long)]
+    no_swizzle: bool,
+    /// No delaying of large packets.
+    #[arg(long)]
+    no_slow_large: bool,
+    /// Every node starts at time zero.
+    #[arg(long)]
+    no_late_join: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    Formed,
+    Cold,
+    Mixed,
 }
 
 fn bug_name(bug: Bug) -> String {
@@ -118,6 +165,30 @@ impl LimitArgs {
             message_max: self.message_max.max(sim::payload::HEADER_LEN),
             wire: !self.no_wire,
             bug: self.bug,
+            faults: self.fault_kinds(),
+            start: match (self.cold, self.start_mode) {
+                (true, _) | (false, Start::Cold) => StartChoice::Cold,
+                (false, Start::Formed) => StartChoice::Formed,
+                (false, Start::Mixed) => StartChoice::Mixed,
+            },
+            token_ms: self.token_ms,
+        }
+    }
+
+    fn fault_kinds(&self) -> FaultKinds {
+        if self.no_faults {
+            return FaultKinds::none();
+        }
+        FaultKinds {
+            crash: !self.no_crash,
+            restart: !self.no_restart,
+            pause: !self.no_pause,
+            leave: !self.no_leave,
+            partition: !self.no_partition,
+            one_way: !self.no_one_way,
+            swizzle: !self.no_swizzle,
+            slow_large: !self.no_slow_large,
+            late_join: !self.no_late_join,
         }
     }
 
@@ -137,6 +208,31 @@ impl LimitArgs {
         ));
         if self.no_wire {
             f.push_str(" --no-wire");
+        }
+        match (self.cold, self.start_mode) {
+            (true, _) | (false, Start::Cold) => f.push_str(" --start-mode cold"),
+            (false, Start::Formed) => f.push_str(" --start-mode formed"),
+            (false, Start::Mixed) => {}
+        }
+        if let Some(t) = self.token_ms {
+            f.push_str(&format!(" --token-ms {t}"));
+        }
+        let flags = [
+            (self.no_faults, " --no-faults"),
+            (self.no_crash, " --no-crash"),
+            (self.no_restart, " --no-restart"),
+            (self.no_pause, " --no-pause"),
+            (self.no_leave, " --no-leave"),
+            (self.no_partition, " --no-partition"),
+            (self.no_one_way, " --no-one-way"),
+            (self.no_swizzle, " --no-swizzle"),
+            (self.no_slow_large, " --no-slow-large"),
+            (self.no_late_join, " --no-late-join"),
+        ];
+        for (on, flag) in flags {
+            if on {
+                f.push_str(flag);
+            }
         }
         if let Some(b) = self.bug {
             f.push_str(&format!(" --bug {}", bug_name(b)));
@@ -171,6 +267,7 @@ fn sweep(seeds: u64, start: u64, jobs: Option<usize>, json: bool, args: &LimitAr
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let sim_ns = AtomicU64::new(0);
     let messages = AtomicU64::new(0);
+    let faults = Mutex::new(FaultTotals::default());
     let began = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -185,6 +282,9 @@ fn sweep(seeds: u64, start: u64, jobs: Option<usize>, json: bool, args: &LimitAr
                         Ok(report) => {
                             sim_ns.fetch_add(report.sim_time.0, Ordering::Relaxed);
                             messages.fetch_add(report.stats.messages_delivered, Ordering::Relaxed);
+                            if let Ok(mut f) = faults.lock() {
+                                f.add(&report);
+                            }
                             if !report.passed()
                                 && let Ok(mut f) = failures.lock()
                             {
@@ -209,6 +309,7 @@ fn sweep(seeds: u64, start: u64, jobs: Option<usize>, json: bool, args: &LimitAr
     failures.sort_by_key(|r| r.opts.seed);
     let errors = errors.into_inner().unwrap_or_default();
     let sim_secs = sim_ns.load(Ordering::Relaxed) as f64 / 1e9;
+    let faults = faults.into_inner().unwrap_or_default();
     if json {
         let failed: Vec<String> = failures
             .iter()
@@ -222,12 +323,14 @@ fn sweep(seeds: u64, start: u64, jobs: Option<usize>, json: bool, args: &LimitAr
             })
             .collect();
         println!(
-            "{{\"seeds\":{seeds},\"passed\":{},\"failed\":{},\"errors\":{},\"seconds\":{elapsed:.3},\"seeds_per_second\":{:.2},\"sim_seconds_per_second\":{:.1},\"failures\":[{}]}}",
+            "{{\"seeds\":{seeds},\"passed\":{},\"failed\":{},\"errors\":{},\"seconds\":{elapsed:.3},\"jobs\":{jobs},\"seeds_per_second\":{:.2},\"seeds_per_hour\":{:.0},\"sim_seconds_per_second\":{:.1},\"faults\":{},\"failures\":[{}]}}",
             seeds - failures.len() as u64 - errors.len() as u64,
             failures.len(),
             errors.len(),
             seeds as f64 / elapsed,
+            seeds as f64 / elapsed * 3600.0,
             sim_secs / elapsed,
+            faults.json(),
             failed.join(",")
         );
     } else {
@@ -247,24 +350,117 @@ fn sweep(seeds: u64, start: u64, jobs: Option<usize>, json: bool, args: &LimitAr
         for e in &errors {
             println!("ERROR {e}");
         }
+        if !failures.is_empty() {
+            let mut by_property: std::collections::BTreeMap<&str, Vec<u64>> =
+                std::collections::BTreeMap::new();
+            for r in &failures {
+                let mut props: Vec<&str> = r.violations.iter().map(|v| v.property).collect();
+                props.sort_unstable();
+                props.dedup();
+                for p in props {
+                    by_property.entry(p).or_default().push(r.opts.seed);
+                }
+            }
+            println!("failing properties:");
+            for (p, seeds) in &by_property {
+                let shown: Vec<String> = seeds.iter().take(10).map(u64::to_string).collect();
+                let more = if seeds.len() > 10 { ", ..." } else { "" };
+                println!("  {p}: {} seeds ({}{more})", seeds.len(), shown.join(", "));
+            }
+        }
         println!(
-            "{} seeds: {} passed, {} failed, {} errors in {:.1}s ({:.1} seeds/s, {:.0} simulated s per real s, {} messages delivered)",
+            "{} seeds: {} passed, {} failed, {} errors in {:.1}s on {jobs} threads ({:.2} seeds/s = {:.0} seeds/hour, {:.0} simulated s per real s, {} messages delivered)",
             seeds,
             seeds - failures.len() as u64 - errors.len() as u64,
             failures.len(),
             errors.len(),
             elapsed,
             seeds as f64 / elapsed,
+            seeds as f64 / elapsed * 3600.0,
             sim_secs / elapsed,
             messages.load(Ordering::Relaxed),
         );
+        println!("faults: {}", faults.text());
     }
     if failures.is_empty() && errors.is_empty() { Ok(()) } else { std::process::exit(1) }
 }
 
+/// Fault counts over a sweep.
+#[derive(Default, Debug)]
+struct FaultTotals {
+    crashes: u64,
+    restarts: u64,
+    state_wipes: u64,
+    pauses: u64,
+    leaves: u64,
+    late_starts: u64,
+    link_changes: u64,
+    cold_runs: u64,
+    configs: u64,
+    /// Highest events per simulated second of any seed, and that seed.
+    peak: (u64, u64),
+}
+
+impl FaultTotals {
+    fn add(&mut self, r: &RunReport) {
+        self.crashes += r.stats.crashes;
+        self.restarts += r.stats.restarts;
+        self.state_wipes += r.stats.state_wipes;
+        self.pauses += r.stats.pauses;
+        self.leaves += r.stats.leaves;
+        self.late_starts += r.stats.late_starts;
+        self.link_changes += r.stats.link_changes;
+        self.configs += r.stats.configs;
+        self.cold_runs += u64::from(r.opts.start == sim::StartMode::Cold);
+        if r.stats.peak_events_per_sec > self.peak.0 {
+            self.peak = (r.stats.peak_events_per_sec, r.opts.seed);
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{} cold-start runs, {} crashes, {} restarts ({} without state), {} pauses, {} leaves, {} late starts, {} link changes, {} configurations delivered; peak {} events per simulated second (seed {})",
+            self.cold_runs,
+            self.crashes,
+            self.restarts,
+            self.state_wipes,
+            self.pauses,
+            self.leaves,
+            self.late_starts,
+            self.link_changes,
+            self.configs,
+            self.peak.0,
+            self.peak.1
+        )
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"cold_runs\":{},\"crashes\":{},\"restarts\":{},\"state_wipes\":{},\"pauses\":{},\"leaves\":{},\"late_starts\":{},\"link_changes\":{},\"configs\":{}}}",
+            self.cold_runs,
+            self.crashes,
+            self.restarts,
+            self.state_wipes,
+            self.pauses,
+            self.leaves,
+            self.late_starts,
+            self.link_changes,
+            self.configs
+        )
+    }
+}
+
 fn replay(seed: u64, print_trace: bool, args: &LimitArgs) -> anyhow::Result<()> {
     let opts = Options::draw(seed, &args.limits());
-    println!("seed {seed}: {opts:#?}");
+    let mut shown = opts.clone();
+    shown.schedule.clear();
+    println!("seed {seed}: {shown:#?}");
+    println!("core config: {:#?}", opts.core_config());
+    println!("convergence bound: {:?}", sim::run::convergence_bound(&opts));
+    println!("fault schedule ({} actions):", opts.schedule.len());
+    for t in &opts.schedule {
+        println!("  {t}");
+    }
     let (report, world) = sim::run_world(opts)?;
     if print_trace {
         for (i, e) in world.trace.events.iter().enumerate() {
@@ -280,14 +476,21 @@ fn replay(seed: u64, print_trace: bool, args: &LimitArgs) -> anyhow::Result<()> 
     for n in &world.nodes {
         let s = n.node.status();
         println!(
-            "node {}: {:?} ring {} members {:?} stats {:?}",
-            s.node, s.state, s.ring_id, s.members, s.stats
+            "node {} #{} {:?}: {:?} ring {} members {:?} last config {:?} stats {:?}",
+            s.node, n.incarnation, n.life, s.state, s.ring_id, s.members, n.last_config, s.stats
         );
     }
     println!("world: {:?}", report.stats);
+    println!(
+        "liveness: healed at {}, deadline {}, live set {:?}, converged now: {:?}",
+        report.healed_at,
+        report.deadline,
+        report.live,
+        world.converged()
+    );
     println!("trace: {} events, hash {}", report.trace_events, report.trace_hash);
     match report.quiesced_at {
-        Some(t) => println!("everything delivered everywhere at {t}"),
+        Some(t) => println!("converged and everything delivered at {t}"),
         None => println!("NOT everything was delivered by {}", report.sim_time),
     }
     if report.passed() {

@@ -29,7 +29,7 @@ fn sweep(limits: &Limits, seeds: std::ops::Range<u64>) {
 
 #[test]
 fn swarm_sweep_default_limits() {
-    sweep(&Limits { safety_secs: 3, ..Limits::default() }, 1..1001);
+    sweep(&Limits { safety_secs: 3, ..Limits::formed_no_faults() }, 1..1001);
 }
 
 #[test]
@@ -40,7 +40,7 @@ fn heavy_loss_every_node_count() {
             nodes_max: nodes,
             fixed_loss: Some(0.3),
             safety_secs: 3,
-            ..Limits::default()
+            ..Limits::formed_no_faults()
         };
         sweep(&limits, 5000..5040);
     }
@@ -48,7 +48,11 @@ fn heavy_loss_every_node_count() {
 
 #[test]
 fn large_messages_under_loss() {
-    let limits =
-        Limits { message_max: 1024 * 1024, fixed_loss: Some(0.1), safety_secs: 5, ..Limits::default() };
+    let limits = Limits {
+        message_max: 1024 * 1024,
+        fixed_loss: Some(0.1),
+        safety_secs: 5,
+        ..Limits::formed_no_faults()
+    };
     sweep(&limits, 9000..9030);
 }

@@ -53,7 +53,8 @@ pub enum Output {
     Deliver(Delivery),
     Config(ConfigChange),
     /// The runtime must make this ring sequence durable (write and fsync), then confirm with
-    /// [`Node::ring_seq_persisted`]; the node does not install the new ring before that. After
+    /// [`Node::ring_seq_persisted`]; the node installs no ring of a higher sequence before
+    /// that (the token keeps circulating meanwhile). After
     /// a restart the runtime hands the stored value back to [`Node::new`], so that a restarted
     /// node never reuses a ring id.
     PersistRingSeq(u64),
@@ -149,6 +150,10 @@ struct Upper {
 impl FrameSink for Upper {
     fn forget_sender(&mut self, node: NodeId) {
         self.reassemblers.remove(&node);
+    }
+
+    fn ring_installed(&mut self) {
+        self.reassemblers.clear();
     }
 
     fn deliver_frame(&mut self, mcast: &Mcast, out: &mut Vec<Output>) {
@@ -284,9 +289,13 @@ impl Node {
             Message::Token(token) => {
                 // Small messages packed since the last visit ride this one.
                 if let Some((frame, guarantee)) = self.packer.flush() {
-                    self.srp.pending.push_back(PendingFrame { frame, guarantee });
+                    self.srp.pending.push_back(PendingFrame { frame, guarantee, part_of: None });
                 }
+                let installed = self.srp.stats().rings_installed;
                 self.srp.handle_token(now, token, &mut self.upper, out);
+                if self.srp.stats().rings_installed != installed {
+                    self.resend_cut_message();
+                }
             }
             Message::Mcast(mcast) => self.srp.handle_mcast(now, mcast, &mut self.upper, out),
             Message::TokenHoldCancel(cancel) => self.srp.handle_hold_cancel(now, cancel, out),
@@ -305,9 +314,8 @@ impl Node {
 
     /// The ring sequence of an earlier [`Output::PersistRingSeq`] is now durable.
     pub fn ring_seq_persisted(&mut self, now: Time, seq: u64, out: &mut Vec<Output>) {
-        if !self.shut_down {
-            self.srp.ring_seq_persisted(now, seq, out);
-        }
+        let _ = (now, out);
+        self.srp.ring_seq_persisted(seq);
     }
 
     /// Leave the ring cleanly: the others reconfigure within a join period instead of a
@@ -342,13 +350,62 @@ impl Node {
         if self.srp.pending.len() + frames > self.srp.config.pending_queue_max {
             return Err(SubmitError::TryAgain);
         }
-        let mut complete = Vec::new();
-        self.packer.push(payload, guarantee, &mut complete);
-        self.srp
-            .pending
-            .extend(complete.into_iter().map(|(frame, guarantee)| PendingFrame { frame, guarantee }));
+        if self.packer.staged_guarantee().is_some_and(|g| g != guarantee)
+            && let Some((frame, g)) = self.packer.flush()
+        {
+            self.srp.pending.push_back(PendingFrame { frame, guarantee: g, part_of: None });
+        }
+        let mut frames = Vec::new();
+        self.packer.push(payload, guarantee, &mut frames);
+        if !frames.is_empty() {
+            // The message spans frames: close its last frame too, so that no other message
+            // shares it, and keep the whole message with its frames (see
+            // `resend_cut_message`).
+            frames.extend(self.packer.flush());
+            self.queue_frames(Bytes::copy_from_slice(payload), frames, false);
+        }
         self.srp.cancel_hold_if_held(now, out);
         Ok(())
+    }
+
+    /// Queue the frames of one message (at the back, or at the front of the send queue).
+    fn queue_frames(&mut self, whole: Bytes, frames: Vec<(Bytes, Guarantee)>, front: bool) {
+        let parts = frames.len();
+        let pending = frames.into_iter().enumerate().map(|(i, (frame, guarantee))| PendingFrame {
+            frame,
+            guarantee,
+            part_of: (parts > 1).then(|| (whole.clone(), i as u32)),
+        });
+        if front {
+            for p in pending.collect::<Vec<_>>().into_iter().rev() {
+                self.srp.pending.push_front(p);
+            }
+        } else {
+            self.srp.pending.extend(pending);
+        }
+    }
+
+    /// A new ring was installed while a message's frames were only partly sent: its first
+    /// frames belong to the old ring, where no receiver can complete it. Drop its remaining
+    /// frames and send it again whole, first, in the new ring, so that every message is
+    /// ordered entirely within one ring and delivered by all of that ring's members.
+    fn resend_cut_message(&mut self) {
+        let Some(PendingFrame { part_of: Some((whole, part)), guarantee, .. }) = self.srp.pending.front()
+        else {
+            return;
+        };
+        if *part == 0 {
+            return;
+        }
+        let (whole, guarantee) = (whole.clone(), *guarantee);
+        while self.srp.pending.front().is_some_and(|f| f.part_of.as_ref().is_some_and(|(_, i)| *i > 0)) {
+            self.srp.pending.pop_front();
+        }
+        let mut packer = Packer::new(self.srp.config.frame_size_max());
+        let mut frames = Vec::new();
+        packer.push(&whole, guarantee, &mut frames);
+        frames.extend(packer.flush());
+        self.queue_frames(whole, frames, true);
     }
 
     /// The earliest armed timer, if any.

@@ -51,7 +51,6 @@ impl Srp {
             self.abandon_recovery();
         }
         self.memb.installing = None;
-        self.memb.awaiting_persist = None;
         self.last_token = None;
         self.stats.gathers += 1;
         insert_sorted(&mut self.memb.proc_set, self.me);
@@ -241,24 +240,17 @@ impl Srp {
             Some(Installing { ring_id: token.ring_id, entries: token.members.clone(), originated: false });
         self.stats.commits += 1;
         self.set_state(State::Commit, out);
-        // The commit token leaves only once the runtime confirms the new ring sequence is
-        // durable: a restart must never reuse a ring id. Until then the token-loss timer runs,
-        // so a runtime that never confirms ends in a new gather, not a stall.
-        self.last_token = None;
-        self.timers.cancel(TimerKind::TokenRetransmit);
-        self.timers.arm(TimerKind::TokenLoss, now + self.config.token);
-        self.memb.awaiting_persist = Some((token.ring_id.seq, successor, Message::CommitToken(token)));
+        // The new ring sequence must be durable before this node installs the ring (a
+        // restart must never deliver a ring id twice), but the token need not wait for the
+        // disk: installation waits for the runtime's confirmation instead (see
+        // `handle_token`), so a slow fsync cannot make the commit token time out.
         out.push(Output::PersistRingSeq(self.memb.my_ring_seq));
+        self.send_token(now, successor, Message::CommitToken(token), out);
     }
 
     /// The runtime confirms that ring sequence `seq` is durable.
-    pub(crate) fn ring_seq_persisted(&mut self, now: Time, seq: u64, out: &mut Vec<Output>) {
-        if self.memb.awaiting_persist.as_ref().is_some_and(|(s, _, _)| *s == seq)
-            && let Some((_, to, msg)) = self.memb.awaiting_persist.take()
-            && self.state == State::Commit
-        {
-            self.send_token(now, to, msg, out);
-        }
+    pub(crate) fn ring_seq_persisted(&mut self, seq: u64) {
+        self.memb.persisted_ring_seq = self.memb.persisted_ring_seq.max(seq);
     }
 
     /// Send a token (ORF or commit) to `to`, keeping a copy for retransmission.
@@ -381,6 +373,7 @@ impl Srp {
         if contains(&memb.failed_set, join.sender) {
             return;
         }
+        let before = (memb.proc_set.len(), memb.failed_set.len());
         for &n in &join.proc_set {
             insert_sorted(&mut memb.proc_set, n);
         }
@@ -393,6 +386,13 @@ impl Srp {
                     insert_sorted(&mut self.memb.failed_set, n);
                 }
             }
+        }
+        // Re-gather only if this node's sets grew. A JOIN whose failed set this node may
+        // not adopt (its sender was not in this node's ring) would otherwise count as new
+        // information every time, and two such nodes would re-gather at each other's JOINs
+        // at network speed.
+        if (self.memb.proc_set.len(), self.memb.failed_set.len()) == before {
+            return;
         }
         self.gather(now, GatherReason::JoinNewInformation, out);
     }

@@ -39,6 +39,9 @@ pub(crate) trait FrameSink {
     fn deliver_frame(&mut self, mcast: &Mcast, out: &mut Vec<Output>);
     /// `node` left the membership: drop any message of it still being reassembled.
     fn forget_sender(&mut self, node: NodeId);
+    /// A new ring is installed: no message still being reassembled will ever complete (its
+    /// sender sends it again whole in the new ring).
+    fn ring_installed(&mut self);
 }
 
 /// Why a node (re)entered GATHER (study §1.5), for logs and traces.
@@ -66,6 +69,9 @@ pub enum GatherReason {
 pub struct PendingFrame {
     pub frame: Bytes,
     pub guarantee: Guarantee,
+    /// For the frames of a message that spans several: the whole message and this frame's
+    /// index, so that a message cut by a ring change can be sent again whole.
+    pub part_of: Option<(Bytes, u32)>,
 }
 
 /// Counters for operators and tests. Not part of the protocol's decisions.
@@ -173,9 +179,9 @@ pub(crate) struct Membership {
     pub failed_to_recv: bool,
     /// COMMIT and RECOVERY: the ring being installed.
     pub installing: Option<Installing>,
-    /// COMMIT: the ring sequence waiting for the runtime's confirmation that it is durable,
-    /// and the commit token to send once it is.
-    pub awaiting_persist: Option<(u64, NodeId, Message)>,
+    /// The highest ring sequence the runtime has confirmed durable. A ring is installed
+    /// only once its sequence is.
+    pub persisted_ring_seq: u64,
 }
 
 /// The ring being installed, from the commit token.
@@ -236,6 +242,7 @@ impl Srp {
             proc_set: members.clone(),
             highest_ring_seq: ring_id.seq,
             my_ring_seq: ring_id.seq,
+            persisted_ring_seq: ring_id.seq,
             ..Membership::default()
         };
         let rng = config.rng_seed ^ u64::from(me.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -283,6 +290,7 @@ impl Srp {
         srp.ring.ring_id = RingId::new(me, seq);
         srp.memb.highest_ring_seq = seq;
         srp.memb.my_ring_seq = seq;
+        srp.memb.persisted_ring_seq = seq;
         srp.memb.proc_set = vec![me];
         srp.state = State::Gather;
         srp

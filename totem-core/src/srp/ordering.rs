@@ -93,7 +93,10 @@ impl Srp {
                 retransmitted,
             }));
         }
-        if self.state == State::Recovery && self.recovery_visit(&mut token) {
+        if self.state == State::Recovery
+            && self.recovery_visit(&mut token)
+            && self.memb.persisted_ring_seq >= self.ring.ring_id.seq
+        {
             self.enter_operational(now, sink, out);
         }
         self.forward_token(now, token, forward, out);

@@ -159,6 +159,7 @@ impl Srp {
         for &node in &left {
             sink.forget_sender(node);
         }
+        sink.ring_installed();
 
         // 3. The regular configuration of the new ring.
         out.push(Output::Config(ConfigChange {
