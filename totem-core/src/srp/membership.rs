@@ -117,7 +117,10 @@ impl Srp {
 
     fn consensus_agreed(&self) -> bool {
         let proposed = self.proposed();
-        !proposed.is_empty() && proposed.iter().all(|&n| contains(&self.memb.consensus, n))
+        let all_agree = proposed.iter().all(|&n| contains(&self.memb.consensus, n));
+        // A node that failed to receive forms a ring of its own whatever is left of its
+        // proposal (possibly nothing, once it has given up on everyone else).
+        all_agree && (self.memb.failed_to_recv || !proposed.is_empty())
     }
 
     /// Members of the proposal that have not agreed become failed.
