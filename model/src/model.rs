@@ -647,6 +647,8 @@ impl TotemModel {
                         confirmed.push(seq);
                     }
                     Output::Probe(p) => self.record(s, i, mapping::probe_event(&p), log),
+                    // The model runs plain nodes (no CPG service yet).
+                    Output::Cpg(_) => {}
                 }
             }
             if confirmed.is_empty() {

@@ -751,6 +751,8 @@ impl World {
                     self.stats.persists += 1;
                 }
                 Output::Probe(p) => self.record(id, probe_event(p)),
+                // Plain nodes emit no CPG events.
+                Output::Cpg(_) => {}
             }
         }
     }

@@ -29,10 +29,37 @@ pub enum Bug {
     AcceptOldRingToken,
     /// Put the failed nodes into the commit token too.
     KeepFailedInCommit,
+    /// CPG: apply a membership change at once from the node's own view, without waiting
+    /// for every member's joinlist, and let application traffic go.
+    CpgSkipBarrier,
+    /// CPG: let application traffic queued before a change go out before the
+    /// synchronization completed (and accept mcasts during it).
+    CpgNoTrafficHold,
+    /// CPG: keep the joinlists of an interrupted round (Corosync's #828 ghost members).
+    CpgKeepJoinlistsOnAbort,
+    /// CPG: one NODEDOWN view change per failed node instead of one per group.
+    CpgNodedownPerNode,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 14] = [
+        Bug::DeliverPastGap,
+        Bug::NeverRetransmit,
+        Bug::SendPastWindow,
+        Bug::EarlyRelease,
+        Bug::SafeOnFirstReceipt,
+        Bug::SkipRecoveryRetransmissions,
+        Bug::TransBeforeOldMessages,
+        Bug::ReuseRingSeq,
+        Bug::AcceptOldRingToken,
+        Bug::KeepFailedInCommit,
+        Bug::CpgSkipBarrier,
+        Bug::CpgNoTrafficHold,
+        Bug::CpgKeepJoinlistsOnAbort,
+        Bug::CpgNodedownPerNode,
+    ];
+    /// The variants of the Totem protocol itself (the rest are CPG's).
+    pub const TOTEM: [Bug; 10] = [
         Bug::DeliverPastGap,
         Bug::NeverRetransmit,
         Bug::SendPastWindow,

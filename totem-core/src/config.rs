@@ -9,8 +9,9 @@ use thiserror::Error;
 /// authentication. Frames are sized so that every datagram stays within `netmtu`.
 pub const DATAGRAM_OVERHEAD: usize = 2 * 64 + 64;
 
-/// The largest application message (Corosync's MESSAGE_SIZE_MAX).
-pub const MESSAGE_SIZE_MAX: usize = 1024 * 1024;
+/// The largest message a node orders: 1 MiB (Corosync's MESSAGE_SIZE_MAX) plus room for a
+/// service header, so that CPG payloads of a full 1 MiB fit in one message.
+pub const MESSAGE_SIZE_MAX: usize = 1024 * 1024 + 1024;
 
 /// Slots in a sort queue: how far a ring's sequence numbers may run ahead of the oldest
 /// buffered message (Corosync's QUEUE_RTR_ITEMS_SIZE_MAX).

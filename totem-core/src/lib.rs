@@ -13,11 +13,13 @@
 //! - [`pg`]: packing small application messages into frames and fragmenting large ones.
 //! - [`srp`]: the single-ring protocol (ordering, flow control, retransmission, delivery).
 //! - [`node`]: the node: srp plus packing, the API the runtime drives.
+//! - [`cpg`]: closed process groups with the synchronization barrier, on top of a node.
 //! - [`loopback`]: a lossless in-memory driver for benchmarks and directed tests.
 #![forbid(unsafe_code)]
 
 pub mod broken;
 pub mod config;
+pub mod cpg;
 pub mod ids;
 pub mod loopback;
 pub mod message;

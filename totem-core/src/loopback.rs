@@ -94,7 +94,7 @@ impl Loopback {
                     }
                 }
                 Output::PersistRingSeq(seq) => self.persisted.push((from, seq)),
-                Output::Probe(_) => {}
+                Output::Probe(_) | Output::Cpg(_) => {}
             }
         }
     }

@@ -60,6 +60,8 @@ pub enum Output {
     PersistRingSeq(u64),
     /// An internal event, emitted only when [`Config::probes`] is set (for the spec).
     Probe(Probe),
+    /// An event for a local CPG connection (only from a [`crate::cpg::CpgNode`]).
+    Cpg(crate::cpg::Event),
 }
 
 /// One application message, delivered in the total order.
@@ -135,6 +137,28 @@ pub enum SubmitError {
     TooLarge { len: usize, max: usize },
     #[error("empty messages cannot be sent")]
     Empty,
+}
+
+/// How a message of the layer above is queued for sending.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum Class {
+    /// Application traffic: bounded by `pending_queue_max` ([`SubmitError::TryAgain`]), held
+    /// during a synchronization round (see [`Node::enable_sync_barrier`]).
+    App,
+    /// In the application order but never refused for a full queue: for the few messages
+    /// that must not be lost to flow control (a process's exit notice).
+    Control,
+    /// The synchronization round's own messages: sent before any application frame, also
+    /// while application frames are held.
+    Sync,
+}
+
+/// Where the frames of one message go.
+enum Queue {
+    Back,
+    /// A message cut by a ring change: first in the application queue.
+    Front,
+    Sync,
 }
 
 /// The layer above the ring: per-sender reassembly of application messages.
@@ -340,6 +364,18 @@ impl Node {
         guarantee: Guarantee,
         out: &mut Vec<Output>,
     ) -> Result<(), SubmitError> {
+        self.submit_as(now, payload, guarantee, Class::App, out)
+    }
+
+    /// Queue a message of the layer above in one of the send classes (see [`Class`]).
+    pub fn submit_as(
+        &mut self,
+        now: Time,
+        payload: &[u8],
+        guarantee: Guarantee,
+        class: Class,
+        out: &mut Vec<Output>,
+    ) -> Result<(), SubmitError> {
         if payload.is_empty() {
             return Err(SubmitError::Empty);
         }
@@ -347,41 +383,75 @@ impl Node {
             return Err(SubmitError::TooLarge { len: payload.len(), max: MESSAGE_SIZE_MAX });
         }
         let frames = self.packer.frames_for(payload.len());
-        if self.srp.pending.len() + frames > self.srp.config.pending_queue_max {
+        if class == Class::App && self.srp.pending.len() + frames > self.srp.config.pending_queue_max {
             return Err(SubmitError::TryAgain);
         }
-        if self.packer.staged_guarantee().is_some_and(|g| g != guarantee)
+        if (class == Class::Sync || self.packer.staged_guarantee().is_some_and(|g| g != guarantee))
             && let Some((frame, g)) = self.packer.flush()
         {
+            // Never let a sync message share a frame with (held) application messages, nor
+            // mix guarantees in one frame.
             self.srp.pending.push_back(PendingFrame { frame, guarantee: g, part_of: None });
         }
         let mut frames = Vec::new();
         self.packer.push(payload, guarantee, &mut frames);
-        if !frames.is_empty() {
-            // The message spans frames: close its last frame too, so that no other message
-            // shares it, and keep the whole message with its frames (see
-            // `resend_cut_message`).
+        if !frames.is_empty() || class == Class::Sync {
+            // The message spans frames (or jumps the queue): close its last frame too, so
+            // that no other message shares it, and keep the whole message with its frames
+            // (see `resend_cut_message`).
             frames.extend(self.packer.flush());
-            self.queue_frames(Bytes::copy_from_slice(payload), frames, false);
+            let queue = if class == Class::Sync { Queue::Sync } else { Queue::Back };
+            self.queue_frames(Bytes::copy_from_slice(payload), frames, queue);
         }
         self.srp.cancel_hold_if_held(now, out);
         Ok(())
     }
 
-    /// Queue the frames of one message (at the back, or at the front of the send queue).
-    fn queue_frames(&mut self, whole: Bytes, frames: Vec<(Bytes, Guarantee)>, front: bool) {
+    /// Have every newly installed ring hold application frames back until
+    /// [`Node::release_app_traffic`]; [`Class::Sync`] frames still flow. For a layer above
+    /// that reconciles its state after each membership change (CPG's sync barrier). Call
+    /// before [`Node::start`].
+    pub fn enable_sync_barrier(&mut self) {
+        self.srp.sync_barrier = true;
+        if self.started {
+            return;
+        }
+        self.srp.app_held = true;
+    }
+
+    /// The layer above completed its synchronization for the current ring: application
+    /// frames flow again.
+    pub fn release_app_traffic(&mut self, now: Time, out: &mut Vec<Output>) {
+        if self.srp.app_held {
+            self.srp.app_held = false;
+            if !self.srp.pending.is_empty() || !self.packer.is_empty() {
+                self.srp.cancel_hold_if_held(now, out);
+            }
+        }
+    }
+
+    /// Whether application frames are being held for a synchronization round.
+    pub fn app_traffic_held(&self) -> bool {
+        self.srp.app_held
+    }
+
+    /// Queue the frames of one message: at the back of its class's queue, or (`Front`, for a
+    /// message cut by a ring change) at the front of the application queue.
+    fn queue_frames(&mut self, whole: Bytes, frames: Vec<(Bytes, Guarantee)>, queue: Queue) {
         let parts = frames.len();
         let pending = frames.into_iter().enumerate().map(|(i, (frame, guarantee))| PendingFrame {
             frame,
             guarantee,
             part_of: (parts > 1).then(|| (whole.clone(), i as u32)),
         });
-        if front {
-            for p in pending.collect::<Vec<_>>().into_iter().rev() {
-                self.srp.pending.push_front(p);
+        match queue {
+            Queue::Front => {
+                for p in pending.collect::<Vec<_>>().into_iter().rev() {
+                    self.srp.pending.push_front(p);
+                }
             }
-        } else {
-            self.srp.pending.extend(pending);
+            Queue::Sync => self.srp.sync_pending.extend(pending),
+            Queue::Back => self.srp.pending.extend(pending),
         }
     }
 
@@ -405,7 +475,7 @@ impl Node {
         let mut frames = Vec::new();
         packer.push(&whole, guarantee, &mut frames);
         frames.extend(packer.flush());
-        self.queue_frames(whole, frames, true);
+        self.queue_frames(whole, frames, Queue::Front);
     }
 
     /// The earliest armed timer, if any.

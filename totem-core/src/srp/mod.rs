@@ -227,6 +227,14 @@ pub struct Srp {
     pub(crate) timers: TimerTable,
     /// Locally originated frames not yet assigned a sequence number.
     pub(crate) pending: VecDeque<PendingFrame>,
+    /// Frames of the layer above's synchronization round (CPG's joinlists): sent before
+    /// `pending`, and the only frames sent while `app_held`.
+    pub(crate) sync_pending: VecDeque<PendingFrame>,
+    /// With a synchronizing layer above (`sync_barrier`), every newly installed ring holds
+    /// application frames back until that layer reports its round complete, so that traffic
+    /// queued before a membership change is ordered after the change's reconciliation.
+    pub(crate) sync_barrier: bool,
+    pub(crate) app_held: bool,
     /// The last token (ORF or commit) this node sent, kept for retransmission.
     pub(crate) last_token: Option<(NodeId, Message)>,
     pub(crate) stats: Stats,
@@ -256,6 +264,9 @@ impl Srp {
             state: State::Operational,
             timers: TimerTable::default(),
             pending: VecDeque::new(),
+            sync_pending: VecDeque::new(),
+            sync_barrier: false,
+            app_held: false,
             last_token: None,
             stats: Stats::default(),
             rng,
@@ -328,7 +339,7 @@ impl Srp {
     }
 
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.sync_pending.len()
     }
 
     pub(crate) fn is_rep(&self) -> bool {

@@ -146,7 +146,11 @@ impl Srp {
 
     /// Messages waiting for a token visit: old-ring messages in RECOVERY, frames otherwise.
     fn backlog(&self) -> usize {
-        if self.state == State::Recovery { self.recovery.queue.len() } else { self.pending.len() }
+        if self.state == State::Recovery {
+            self.recovery.queue.len()
+        } else {
+            self.sync_pending.len() + if self.app_held { 0 } else { self.pending.len() }
+        }
     }
 
     /// Answer retransmit requests for messages this node holds, within the budget.
@@ -208,7 +212,12 @@ impl Srp {
                 let Some(old) = self.recovery.queue.pop_front() else { break };
                 (old.guarantee, McastBody::Recovered(Box::new(old)))
             } else {
-                let Some(pending) = self.pending.pop_front() else { break };
+                let next = match self.sync_pending.pop_front() {
+                    Some(frame) => Some(frame),
+                    None if self.app_held => None,
+                    None => self.pending.pop_front(),
+                };
+                let Some(pending) = next else { break };
                 (pending.guarantee, McastBody::Frame(pending.frame))
             };
             token.seq = token.seq.next();

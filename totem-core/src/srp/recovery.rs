@@ -160,6 +160,12 @@ impl Srp {
             sink.forget_sender(node);
         }
         sink.ring_installed();
+        if self.sync_barrier {
+            // A round of the old ring is void; the layer above starts a new one on the
+            // regular configuration below.
+            self.sync_pending.clear();
+            self.app_held = true;
+        }
 
         // 3. The regular configuration of the new ring.
         out.push(Output::Config(ConfigChange {
