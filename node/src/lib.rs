@@ -5,6 +5,8 @@
 //! ring sequence.
 #![forbid(unsafe_code)]
 
+pub mod client;
+pub mod ipc;
 pub mod protect;
 pub mod runtime;
 pub mod store;

@@ -1,0 +1,223 @@
+//! The CPG client library (async face): talk to the local `totemd` over its Unix socket.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), totem_node::client::ClientError> {
+//! use totem_node::client::{Client, Event};
+//! use totem_core::Guarantee;
+//!
+//! let mut client = Client::connect(&totem_node::client::socket_path(None)).await?;
+//! client.join(b"chat", std::process::id()).await?;
+//! client.send_retrying(Guarantee::Agreed, b"hello".to_vec()).await?;
+//! while let Some(event) = client.next_event().await {
+//!     if let Event::Deliver { sender, payload, .. } = event {
+//!         println!("{sender:?}: {}", String::from_utf8_lossy(&payload));
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Flow control is explicit: [`Client::send`] returns [`ClientError::Cpg`] with
+//! [`CpgError::TryAgain`] while the daemon synchronizes or its send queue is full; nothing
+//! was sent, retry later ([`Client::send_retrying`] does, with a short back-off).
+
+use crate::ipc::{ClientMsg, DaemonMsg, Reply, Request, read_frame, write_frame};
+use crate::runtime::NodeStatus;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::UnixStream;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use totem_core::Guarantee;
+pub use totem_core::cpg::{ConnFlags, CpgError, EventKind as Event, GroupName, Process, Reason};
+
+/// Where the daemon's socket is when nothing says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/totem/totem.sock";
+
+/// The socket path: the explicit one, else `$TOTEM_SOCKET`, else [`DEFAULT_SOCKET`].
+pub fn socket_path(explicit: Option<&Path>) -> PathBuf {
+    match explicit {
+        Some(p) => p.to_path_buf(),
+        None => std::env::var_os("TOTEM_SOCKET").map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach totemd at {path}: {source} (is the daemon running? set --socket or TOTEM_SOCKET)")]
+    Connect { path: PathBuf, source: std::io::Error },
+    #[error("the connection to totemd closed")]
+    Closed,
+    #[error(transparent)]
+    Cpg(#[from] CpgError),
+    #[error("totemd refused the request: {0}")]
+    Refused(String),
+    #[error("unexpected reply from totemd")]
+    Protocol,
+}
+
+type Pending = Arc<std::sync::Mutex<BTreeMap<u64, oneshot::Sender<Reply>>>>;
+
+/// A connection to the local daemon: one CPG connection (at most one group at a time).
+#[derive(Debug)]
+pub struct Client {
+    writer: Mutex<tokio::net::unix::OwnedWriteHalf>,
+    pending: Pending,
+    next_id: AtomicU64,
+    events: mpsc::Receiver<Event>,
+    node_id: u32,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Client {
+    /// Connect with default flags.
+    pub async fn connect(path: &Path) -> Result<Client, ClientError> {
+        Client::connect_with(path, ConnFlags::default()).await
+    }
+
+    pub async fn connect_with(path: &Path, flags: ConnFlags) -> Result<Client, ClientError> {
+        let mut client = Client::open(path).await?;
+        match client.call(Request::Hello { flags }).await? {
+            Reply::Welcome { node_id } => {
+                client.node_id = node_id;
+                Ok(client)
+            }
+            Reply::Refused(why) => Err(ClientError::Refused(why)),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// A connection for queries only (status, groups, membership): no CPG connection.
+    pub async fn admin(path: &Path) -> Result<Client, ClientError> {
+        Client::open(path).await
+    }
+
+    async fn open(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
+        let (mut rd, wr) = stream.into_split();
+        let pending: Pending = Arc::default();
+        let (tx, events) = mpsc::channel(1024);
+        let p = pending.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(frame)) = read_frame(&mut rd).await {
+                match postcard::from_bytes::<DaemonMsg>(&frame) {
+                    Ok(DaemonMsg::Reply { id, reply }) => {
+                        let waiter = p.lock().ok().and_then(|mut m| m.remove(&id));
+                        if let Some(w) = waiter {
+                            let _ = w.send(reply);
+                        }
+                    }
+                    Ok(DaemonMsg::Event(e)) => {
+                        if tx.send(e).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Wake every waiter: the connection is gone.
+            if let Ok(mut m) = p.lock() {
+                m.clear();
+            }
+        });
+        Ok(Client { writer: Mutex::new(wr), pending, next_id: AtomicU64::new(1), events, node_id: 0, reader })
+    }
+
+    async fn call(&self, request: Request) -> Result<Reply, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().map_err(|_| ClientError::Closed)?.insert(id, tx);
+        {
+            let mut w = self.writer.lock().await;
+            write_frame(&mut *w, &ClientMsg { id, request }).await.map_err(|_| ClientError::Closed)?;
+        }
+        rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    async fn done(&self, request: Request) -> Result<(), ClientError> {
+        match self.call(request).await? {
+            Reply::Done(r) => Ok(r?),
+            Reply::Refused(why) => Err(ClientError::Refused(why)),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// The id of the node this client is connected to.
+    pub fn local_node_id(&self) -> u32 {
+        self.node_id
+    }
+
+    /// Join `group` as process `pid` (usually `std::process::id()`).
+    pub async fn join(&self, group: &[u8], pid: u32) -> Result<(), ClientError> {
+        self.done(Request::Join { group: group.to_vec(), pid }).await
+    }
+
+    pub async fn leave(&self, group: &[u8]) -> Result<(), ClientError> {
+        self.done(Request::Leave { group: group.to_vec() }).await
+    }
+
+    /// Multicast to the joined group. `Err(Cpg(TryAgain))`: nothing sent, retry later.
+    pub async fn send(&self, guarantee: Guarantee, payload: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.done(Request::Mcast { guarantee, payload: payload.into() }).await
+    }
+
+    /// [`Client::send`], retrying TryAgain with a back-off of 1 to 50 ms (bounded: gives up
+    /// with TryAgain after about 30 s).
+    pub async fn send_retrying(
+        &self,
+        guarantee: Guarantee,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        let payload = payload.into();
+        let mut wait = Duration::from_millis(1);
+        for _ in 0..1000 {
+            match self.send(guarantee, payload.clone()).await {
+                Err(ClientError::Cpg(CpgError::TryAgain)) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+        Err(ClientError::Cpg(CpgError::TryAgain))
+    }
+
+    /// The members of any group as the local node knows them.
+    pub async fn membership(&self, group: &[u8]) -> Result<Vec<Process>, ClientError> {
+        match self.call(Request::Membership { group: group.to_vec() }).await? {
+            Reply::Members(r) => Ok(r?),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    pub async fn groups(&self) -> Result<Vec<(GroupName, Vec<Process>)>, ClientError> {
+        match self.call(Request::Groups).await? {
+            Reply::Groups(g) => Ok(g),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, ClientError> {
+        match self.call(Request::Status).await? {
+            Reply::Status(s) => Ok(*s),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// The next event (deliveries, view changes, Totem view changes), in order; None once
+    /// the daemon closed the connection.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+}

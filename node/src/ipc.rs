@@ -1,0 +1,292 @@
+//! Local IPC: the daemon's Unix socket for CPG clients and admin tools.
+//!
+//! Framing: every message is `len: u32 LE` then `len` bytes of postcard. A client sends
+//! [`ClientMsg`]s, each with a request id; the daemon answers each with a
+//! [`DaemonMsg::Reply`] of the same id and pushes [`DaemonMsg::Event`]s at any time.
+//!
+//! Isolation: every client has a bounded event queue; a client that stops reading fills it
+//! and is disconnected (its processes leave their groups with PROCDOWN); a client that sends
+//! an oversized or undecodable frame is disconnected at once. Neither stalls the daemon's
+//! loop or other clients: the loop only ever `try_send`s to a client.
+
+use crate::runtime::{ClientEvent, Handle, NodeStatus};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use totem_core::Guarantee;
+use totem_core::cpg::{ConnFlags, CpgError, GroupName, Process};
+
+/// The largest frame either side accepts: a 1 MiB message plus headroom.
+pub const FRAME_MAX: usize = 1024 * 1024 + 16 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Open the CPG connection of this socket (once, first).
+    Hello {
+        flags: ConnFlags,
+    },
+    Join {
+        group: Vec<u8>,
+        pid: u32,
+    },
+    Leave {
+        group: Vec<u8>,
+    },
+    Mcast {
+        guarantee: Guarantee,
+        payload: Bytes,
+    },
+    Membership {
+        group: Vec<u8>,
+    },
+    Groups,
+    Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMsg {
+    pub id: u64,
+    pub request: Request,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Welcome {
+        node_id: u32,
+    },
+    Done(Result<(), CpgError>),
+    Members(Result<Vec<Process>, CpgError>),
+    Groups(Vec<(GroupName, Vec<Process>)>),
+    Status(Box<NodeStatus>),
+    /// The request is not valid here (e.g. CPG calls before Hello).
+    Refused(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DaemonMsg {
+    Reply { id: u64, reply: Reply },
+    Event(ClientEvent),
+}
+
+/// Read one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > FRAME_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes over the limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(Some(buf))
+}
+
+pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
+    let body =
+        postcard::to_stdvec(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame).await
+}
+
+/// Who may connect besides root and the daemon's own user.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub allowed_gid: Option<u32>,
+}
+
+/// The Unix socket server.
+#[derive(Debug)]
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Server {
+    /// Bind `path` (a stale socket file from an earlier run is replaced).
+    pub fn bind(path: &Path) -> io::Result<Server> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        if path.exists() {
+            std::fs::remove_file(path)?;
+        }
+        Ok(Server { listener: UnixListener::bind(path)?, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accept clients until the runtime stops.
+    pub async fn serve(self, handle: Handle, access: Access, client_queue: usize) {
+        let me = unsafe_free_uid();
+        loop {
+            let (stream, _) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("IPC accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match stream.peer_cred() {
+                Ok(cred) => {
+                    let ok = cred.uid() == 0
+                        || Some(cred.uid()) == me
+                        || access.allowed_gid.is_some_and(|g| g == cred.gid());
+                    if !ok {
+                        tracing::warn!("IPC: refused a client of uid {} gid {}", cred.uid(), cred.gid());
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("IPC: no peer credentials ({e}): refused");
+                    continue;
+                }
+            }
+            tokio::spawn(client_session(stream, handle.clone(), client_queue));
+        }
+    }
+}
+
+/// The daemon's own uid, read without `unsafe` from /proc (None if unavailable: then only
+/// root and the configured group may connect).
+fn unsafe_free_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// How long one write to a client may block before the client counts as stalled.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One client: requests in, replies and events out.
+async fn client_session(stream: UnixStream, handle: Handle, client_queue: usize) {
+    let (mut rd, wr) = stream.into_split();
+    let (reply_tx, reply_rx) = mpsc::channel::<DaemonMsg>(64);
+    let (events_tx, events_rx) = tokio::sync::oneshot::channel::<mpsc::Receiver<ClientEvent>>();
+    let mut writer = tokio::spawn(session_writer(wr, reply_rx, events_rx));
+    let mut events_tx = Some(events_tx);
+    let mut conn = None;
+    loop {
+        let frame = tokio::select! {
+            // The writer ended: the client stalled, the runtime dropped it, or it closed.
+            _ = &mut writer => break,
+            f = read_frame(&mut rd) => f,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("IPC client sent a bad frame: {e}; disconnected");
+                break;
+            }
+        };
+        let Ok(ClientMsg { id, request }) = postcard::from_bytes::<ClientMsg>(&frame) else {
+            tracing::warn!("IPC client sent an undecodable request; disconnected");
+            break;
+        };
+        let reply = match (request, conn) {
+            (Request::Hello { flags }, None) => match handle.connect(flags, client_queue).await {
+                Ok((c, events)) => {
+                    conn = Some(c);
+                    if let Some(tx) = events_tx.take() {
+                        let _ = tx.send(events);
+                    }
+                    Reply::Welcome { node_id: handle.node_id().0 }
+                }
+                Err(_) => break,
+            },
+            (Request::Hello { .. }, Some(_)) => Reply::Refused("already connected".into()),
+            (Request::Status, _) => match handle.status().await {
+                Ok(s) => Reply::Status(Box::new(s)),
+                Err(_) => break,
+            },
+            (Request::Groups, _) => match handle.groups().await {
+                Ok(g) => Reply::Groups(g),
+                Err(_) => break,
+            },
+            (Request::Membership { group }, _) => match handle.membership(&group).await {
+                Ok(m) => Reply::Members(m),
+                Err(_) => break,
+            },
+            (_, None) => Reply::Refused("send Hello first".into()),
+            (Request::Join { group, pid }, Some(c)) => match handle.join(c, &group, pid).await {
+                Ok(r) => Reply::Done(r),
+                Err(_) => break,
+            },
+            (Request::Leave { group }, Some(c)) => match handle.leave(c, &group).await {
+                Ok(r) => Reply::Done(r),
+                Err(_) => break,
+            },
+            (Request::Mcast { guarantee, payload }, Some(c)) => {
+                match handle.mcast(c, guarantee, payload).await {
+                    Ok(r) => Reply::Done(r),
+                    Err(_) => break,
+                }
+            }
+        };
+        // Bounded: a client that sends requests but never reads replies stalls here only
+        // itself, and the writer's timeout ends the session.
+        if reply_tx.send(DaemonMsg::Reply { id, reply }).await.is_err() {
+            break;
+        }
+    }
+    if let Some(c) = conn {
+        handle.disconnect(c).await;
+    }
+    writer.abort();
+}
+
+/// Writes replies and events to the client. Ends when a write blocks longer than
+/// [`WRITE_TIMEOUT`], when the runtime closes the event queue (it dropped a stalled
+/// client), or on a write error.
+async fn session_writer(
+    mut wr: tokio::net::unix::OwnedWriteHalf,
+    mut replies: mpsc::Receiver<DaemonMsg>,
+    events: tokio::sync::oneshot::Receiver<mpsc::Receiver<ClientEvent>>,
+) {
+    let mut events = events;
+    let mut awaiting_conn = true;
+    let mut stream: Option<mpsc::Receiver<ClientEvent>> = None;
+    loop {
+        let msg = tokio::select! {
+            r = replies.recv() => match r { Some(m) => m, None => return },
+            rx = &mut events, if awaiting_conn => {
+                awaiting_conn = false;
+                // Err: the session ended without opening a connection.
+                if let Ok(rx) = rx {
+                    stream = Some(rx);
+                }
+                continue;
+            },
+            e = next_event(&mut stream), if stream.is_some() => match e {
+                Some(e) => DaemonMsg::Event(e),
+                None => return,
+            },
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut wr, &msg)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}
+
+async fn next_event(stream: &mut Option<mpsc::Receiver<ClientEvent>>) -> Option<ClientEvent> {
+    match stream {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
