@@ -275,7 +275,8 @@ impl Keyring {
         // Read one byte past the limit to tell "exactly 4096" from "longer".
         file.take(AUTHKEY_LEN_MAX as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
         let checked = check_len(bytes.len(), Some(path));
-        let keyring = checked.map(|()| Keyring { hkdf: Hkdf::<Sha256>::new(Some(HKDF_SALT), &bytes), cipher });
+        let keyring =
+            checked.map(|()| Keyring { hkdf: Hkdf::<Sha256>::new(Some(HKDF_SALT), &bytes), cipher });
         bytes.zeroize();
         keyring
     }
@@ -524,7 +525,9 @@ pub enum OpenError {
          sending to this port?"
     )]
     NotTotem { magic: u16 },
-    #[error("unknown packet version {version} (this node speaks {VERSION}): is another node running a different Totem release?")]
+    #[error(
+        "unknown packet version {version} (this node speaks {VERSION}): is another node running a different Totem release?"
+    )]
     UnknownVersion { version: u8 },
     #[error("packet claims sender node id 0, which no node may use")]
     InvalidSender,
@@ -540,7 +543,9 @@ pub enum OpenError {
          give every node the same key and crypto_cipher"
     )]
     KeyRequired { sender: NodeId },
-    #[error("node {sender} uses crypto_cipher {theirs} but this node uses {ours}: set the same crypto_cipher on every node")]
+    #[error(
+        "node {sender} uses crypto_cipher {theirs} but this node uses {ours}: set the same crypto_cipher on every node"
+    )]
     CipherMismatch { sender: NodeId, theirs: Cipher, ours: Cipher },
     #[error(
         "packet claiming to be from node {sender} failed authentication: wrong key? compare the \
@@ -727,12 +732,15 @@ impl Opener {
         if packet.len() < SEALED_OVERHEAD {
             return Err(OpenError::Truncated { len: packet.len(), need: SEALED_OVERHEAD });
         }
-        let replay = |reason| OpenError::Replay { sender, boot: header.boot, counter: header.counter, reason };
+        let replay =
+            |reason| OpenError::Replay { sender, boot: header.boot, counter: header.counter, reason };
 
         // Cheap rejections first, from the (not yet authenticated) header: they cannot
         // change any state, so a forger gains nothing by triggering them.
         let known = match self.peers.get(&sender) {
-            Some(p) if header.boot < p.boot => return Err(replay(ReplayReason::StaleBoot { current: p.boot })),
+            Some(p) if header.boot < p.boot => {
+                return Err(replay(ReplayReason::StaleBoot { current: p.boot }));
+            }
             Some(p) if header.boot == p.boot => {
                 p.window.check(header.counter).map_err(replay)?;
                 true
@@ -752,13 +760,13 @@ impl Opener {
                 peer.window.commit(header.counter);
             }
             _ => {
-            // A new sender or a newer incarnation: only an authentic packet may install it,
-            // so a forger can neither reset a window nor fill the table.
-            let mut siv = keyring.packet_cipher(sender, header.boot);
-            siv.open(&encoded, &nonce, body, &tag).map_err(|()| bad_tag)?;
-            let mut window = ReplayWindow::default();
-            window.commit(header.counter);
-            self.peers.insert(sender, Peer { boot: header.boot, window, siv });
+                // A new sender or a newer incarnation: only an authentic packet may install it,
+                // so a forger can neither reset a window nor fill the table.
+                let mut siv = keyring.packet_cipher(sender, header.boot);
+                siv.open(&encoded, &nonce, body, &tag).map_err(|()| bad_tag)?;
+                let mut window = ReplayWindow::default();
+                window.commit(header.counter);
+                self.peers.insert(sender, Peer { boot: header.boot, window, siv });
             }
         }
         Ok(opened(&header, SEALED_OVERHEAD..packet.len()))
@@ -853,10 +861,7 @@ mod tests {
         o.open(&a).unwrap();
         o.open(&b).unwrap();
         for packet in [&a, &b] {
-            assert!(matches!(
-                o.open(packet),
-                Err(OpenError::Replay { reason: ReplayReason::Duplicate, .. })
-            ));
+            assert!(matches!(o.open(packet), Err(OpenError::Replay { reason: ReplayReason::Duplicate, .. })));
         }
     }
 
@@ -867,7 +872,8 @@ mod tests {
         let p = keyed(1);
         let mut s = Sealer::new(&p, N1, BootId(7));
         let mut o = Opener::new(p);
-        let packets: Vec<Vec<u8>> = (0..REPLAY_WINDOW + 10).map(|i| s.seal(&i.to_le_bytes()).unwrap()).collect();
+        let packets: Vec<Vec<u8>> =
+            (0..REPLAY_WINDOW + 10).map(|i| s.seal(&i.to_le_bytes()).unwrap()).collect();
         // Newest first within the first 100, then the rest in order.
         for i in (0..100).rev() {
             o.open(&packets[i]).unwrap();
@@ -924,7 +930,11 @@ mod tests {
         let e = Opener::new(keyed(1)).open(&packet).unwrap_err();
         assert_eq!(
             e,
-            OpenError::CipherMismatch { sender: NodeId(2), theirs: Cipher::Aes128Siv, ours: Cipher::Aes256Siv }
+            OpenError::CipherMismatch {
+                sender: NodeId(2),
+                theirs: Cipher::Aes128Siv,
+                ours: Cipher::Aes256Siv
+            }
         );
     }
 

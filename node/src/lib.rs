@@ -13,5 +13,7 @@
 //! The runtime (sockets, timers, IPC) is built on top of these modules.
 #![forbid(unsafe_code)]
 
+pub mod conf;
 pub mod crypto;
 pub mod fsutil;
+pub mod keygen;
