@@ -226,6 +226,11 @@ pub enum KeyError {
         source_name(.path)
     )]
     TooLong { path: Option<PathBuf> },
+    #[error(
+        "the cluster key {} does not exist: make one with `totemctl keygen --key-file {}` and copy          it to every node (or, for a cluster without encryption, set crypto_cipher: none)",
+        .path.display(), .path.display()
+    )]
+    Missing { path: PathBuf },
     #[error("cannot read or write {}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: expected a decimal boot id, found {content:?}; remove the file to start afresh", .path.display())]
@@ -270,7 +275,10 @@ impl Keyring {
     /// Reads an authkey file (Corosync's format: raw bytes, no header).
     pub fn load(path: &Path, cipher: Cipher) -> Result<Keyring, KeyError> {
         let io_err = |source| KeyError::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io_err)?;
+        let file = File::open(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => KeyError::Missing { path: path.to_path_buf() },
+            _ => io_err(e),
+        })?;
         let mut bytes = Vec::with_capacity(AUTHKEY_LEN_MAX + 1);
         // Read one byte past the limit to tell "exactly 4096" from "longer".
         file.take(AUTHKEY_LEN_MAX as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
@@ -998,7 +1006,8 @@ mod tests {
         let e = Keyring::load(&long, Cipher::Aes256Siv).unwrap_err();
         assert!(e.to_string().contains("long"), "{e}");
         let e = Keyring::load(&dir.path().join("missing"), Cipher::Aes256Siv).unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
+        assert!(matches!(e, KeyError::Missing { .. }));
+        assert!(e.to_string().contains("missing` and copy"), "{e}");
     }
 
     // Goal: boot ids grow with time, and past the persisted previous one even when the

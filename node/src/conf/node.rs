@@ -593,6 +593,18 @@ impl<'f> Mapper<'f> {
             );
         }
 
+        let (core, timing) = self.timing(&mut totem, totem_line, nodes.len())?;
+        let block_unlisted_ips =
+            self.value(&mut totem, "block_unlisted_ips", parse_bool)?.is_none_or(|(b, _)| b);
+        let crypto = self.crypto(&mut totem, overrides)?;
+
+        self.finish(totem, TOTEM_NOT_ACTED);
+
+        let logging = self.logging(&sections("logging"))?;
+        let system = self.system(&sections("system"), overrides)?;
+        self.quorum(&sections("quorum"));
+
+        // Structural checks last, so that a malformed value is reported before a missing section.
         let (mcastaddr, bindnetaddr) = (link0.mcastaddr, link0.bindnetaddr);
         if nodes.is_empty() {
             if transport == Transport::Udpu {
@@ -634,16 +646,6 @@ impl<'f> Mapper<'f> {
                 "with a nodelist, ring0_addr decides the address",
             );
         }
-
-        let (core, timing) = self.timing(&mut totem, totem_line, nodes.len())?;
-        let block_unlisted_ips =
-            self.value(&mut totem, "block_unlisted_ips", parse_bool)?.is_none_or(|(b, _)| b);
-        let crypto = self.crypto(&mut totem, overrides)?;
-        self.finish(totem, TOTEM_NOT_ACTED);
-
-        let logging = self.logging(&sections("logging"))?;
-        let system = self.system(&sections("system"), overrides)?;
-        self.quorum(&sections("quorum"));
 
         Ok(NodeConfig {
             cluster_name,

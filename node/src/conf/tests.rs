@@ -605,3 +605,13 @@ fn missing_file() {
     assert_eq!(e.kind, ConfErrorKind::Io);
     assert!(e.to_string().starts_with("/nonexistent/corosync.conf: cannot read"), "{e}");
 }
+
+// Goal: a malformed value is reported before a structural problem (here: no nodelist),
+// so the first error an operator sees points at a line.
+#[test]
+fn value_errors_come_before_structural_ones() {
+    let e = err("totem {\n  transport: knet\n  token: abc\n}\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("totem.token")), "{e}");
+    let e = err("logging {\n  debug: loud\n}\n");
+    assert_eq!(e.key.as_deref(), Some("logging.debug"), "{e}");
+}
