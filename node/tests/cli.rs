@@ -1,4 +1,5 @@
 //! The command-line tools as an operator runs them: exit status, files, messages.
+#![allow(clippy::unwrap_used)] // Test helpers: a failure here is a test failure.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
