@@ -1,7 +1,7 @@
 //! Configuration: corosync.conf syntax mapped onto what a Totem node needs.
 //!
-//! Two steps. [`parse`] turns text into a tree of sections and `key: value` lines (Corosync's
-//! syntax, see [`parse`]'s module). [`NodeConfig::from_conf`] then reads the sections Totem
+//! Two steps. [`parse()`] turns text into a tree of sections and `key: value` lines (Corosync's
+//! syntax, see [`mod@parse`]). [`NodeConfig::from_conf`] then reads the sections Totem
 //! knows — `totem`, `nodelist`, `logging`, `quorum`, `system` — applies Corosync's defaults
 //! and derivation rules (study §3) through [`totem_core::Config::for_cluster`], validates,
 //! and returns the node's settings together with a list of [`Warning`]s.
