@@ -1,12 +1,26 @@
-//! # The Totem node
+//! # totem-node
 //!
-//! The daemon's building blocks: the [`runtime`] event loop that drives the sans-IO core
-//! over a [`transport`], with [`protect`]ion of every packet and a durable [`store`] for the
-//! ring sequence.
+//! The Totem daemon (`totemd`), the admin tool (`totemctl`) and the CPG client library,
+//! built around the sans-IO protocol core:
+//!
+//! - [`runtime`]: the event loop that drives a [`totem_core::cpg::CpgNode`] over a
+//!   [`transport`], with [`protect`]ion of every packet and a durable [`store`] for the ring
+//!   sequence.
+//! - [`ipc`] and [`client`]: the local Unix socket and the CPG client library.
+//! - [`conf`]: corosync.conf syntax, mapped onto the core's [`totem_core::Config`] and the
+//!   node-level settings (node list, crypto, paths, logging), with warnings for everything
+//!   Totem accepts but does not act on.
+//! - [`crypto`]: packet protection with the cluster key (AES-SIV, per-sender keys, replay
+//!   window, downgrade protection).
+//! - [`keygen`]: generation of a cluster key file, as `corosync-keygen` does.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod conf;
+pub mod crypto;
+pub mod fsutil;
 pub mod ipc;
+pub mod keygen;
 pub mod protect;
 pub mod runtime;
 pub mod store;
