@@ -18,6 +18,7 @@
 pub mod client;
 pub mod conf;
 pub mod crypto;
+pub mod daemon;
 pub mod fsutil;
 pub mod ipc;
 pub mod keygen;

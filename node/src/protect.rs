@@ -1,59 +1,56 @@
 //! The seam between the runtime and packet protection: every datagram is sealed before it
 //! leaves and opened (authenticated, replay-checked) before anything parses it.
+//!
+//! The daemon and the cluster simulator both use [`PacketCrypto`] (the [`crate::crypto`]
+//! module's AES-SIV sealing, or its explicit cleartext mode); the trait lets a test plug in
+//! something else.
 
+use crate::crypto::{BootId, OpenError, Opener, Protection as Keys, Sealer};
 use bytes::Bytes;
-use thiserror::Error;
 use totem_core::NodeId;
-
-/// Why a datagram was refused before parsing.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum OpenError {
-    /// The authentication tag does not verify: a different cluster key, or tampering.
-    #[error("authentication failed (is the authkey the same on every node?)")]
-    BadTag,
-    #[error("replayed or too old packet from node {0}")]
-    Replay(u32),
-    #[error("malformed packet: {0}")]
-    Malformed(String),
-    /// A cleartext packet reached a node that has a key (never accepted: no downgrade).
-    #[error("cleartext packet refused: this node requires encryption")]
-    CleartextRefused,
-}
 
 /// Seals and opens datagrams.
 pub trait Protection: Send {
-    /// The datagram carrying `plaintext` from this node.
-    fn seal(&mut self, plaintext: &[u8]) -> Vec<u8>;
+    /// The datagram carrying `plaintext` from this node (None: cannot seal, e.g. the packet
+    /// counter is exhausted; the packet is dropped and logged).
+    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>>;
     /// The sender and plaintext of a datagram, if it is authentic and not a replay.
     fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError>;
 }
 
-/// No protection (`crypto_cipher: none`, an explicit opt-in): a one-byte marker and the
-/// sender's id in front of the plaintext, so that a keyed node recognises and refuses it.
+/// [`crate::crypto`] behind the [`Protection`] trait: one sealer (this node's counter) and
+/// one opener (every peer's replay window).
 #[derive(Debug)]
-pub struct Cleartext {
-    pub me: NodeId,
+pub struct PacketCrypto {
+    sealer: Sealer,
+    opener: Opener,
 }
 
-/// The first byte of a cleartext datagram.
-pub const CLEARTEXT_MARKER: u8 = 0x00;
+impl PacketCrypto {
+    /// `boot` must be new for every start of this node (see [`BootId::advance_file`]).
+    pub fn new(keys: Keys, me: NodeId, boot: BootId) -> PacketCrypto {
+        PacketCrypto { sealer: Sealer::new(&keys, me, boot), opener: Opener::new(keys) }
+    }
 
-impl Protection for Cleartext {
-    fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(5 + plaintext.len());
-        v.push(CLEARTEXT_MARKER);
-        v.extend_from_slice(&self.me.0.to_le_bytes());
-        v.extend_from_slice(plaintext);
-        v
+    /// Cleartext (an explicit opt-in, for tests and `crypto_cipher: none`).
+    pub fn cleartext(me: NodeId) -> PacketCrypto {
+        PacketCrypto::new(Keys::Cleartext, me, BootId(1))
+    }
+}
+
+impl Protection for PacketCrypto {
+    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        match self.sealer.seal(plaintext) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!("cannot seal a packet: {e}");
+                None
+            }
+        }
     }
 
     fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError> {
-        match datagram {
-            [CLEARTEXT_MARKER, a, b, c, d, rest @ ..] => {
-                Ok((NodeId(u32::from_le_bytes([*a, *b, *c, *d])), Bytes::copy_from_slice(rest)))
-            }
-            [CLEARTEXT_MARKER, ..] => Err(OpenError::Malformed("truncated cleartext header".into())),
-            _ => Err(OpenError::Malformed("not a cleartext packet (is encryption on at the sender?)".into())),
-        }
+        let opened = self.opener.open(datagram)?;
+        Ok((opened.sender, Bytes::from(opened.payload)))
     }
 }

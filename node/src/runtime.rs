@@ -8,6 +8,7 @@
 //!
 //! The loop uses `tokio::time`, so under turmoil it runs on simulated time unchanged.
 
+use crate::crypto::OpenError;
 use crate::protect::Protection;
 use crate::store::RingSeqStore;
 use crate::transport::Transport;
@@ -43,11 +44,12 @@ pub struct RuntimeStats {
     pub bytes_out: u64,
     /// Datagrams from an address outside the nodelist.
     pub unknown_source: u64,
-    /// Datagrams whose authentication failed (wrong key or tampering).
+    /// Datagrams refused for the key: authentication failed (wrong key or tampering), or
+    /// cleartext against a key, or a cipher mismatch.
     pub auth_failures: u64,
     pub replays: u64,
-    /// Authentic datagrams that did not decode, or whose claimed sender is not the
-    /// authenticated one.
+    /// Datagrams that are not Totem packets or did not decode, or whose claimed sender is
+    /// not the authenticated one or not the nodelist's node at that address.
     pub malformed: u64,
     pub send_errors: u64,
     pub deliveries: u64,
@@ -328,12 +330,24 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         };
         let (sender, plain) = match self.protection.open(datagram) {
             Ok(x) => x,
-            Err(crate::protect::OpenError::Replay(_)) => {
+            Err(OpenError::Replay { .. }) => {
                 self.stats.replays += 1;
                 return Ok(());
             }
             Err(e) => {
-                self.stats.auth_failures += 1;
+                let key_problem = matches!(
+                    e,
+                    OpenError::BadTag { .. }
+                        | OpenError::CleartextRejected { .. }
+                        | OpenError::KeyRequired { .. }
+                        | OpenError::CipherMismatch { .. }
+                );
+                if key_problem {
+                    self.stats.auth_failures += 1;
+                } else {
+                    self.stats.malformed += 1;
+                }
+                // Rate-limited: one line per source per 10 s.
                 let now = Instant::now();
                 let due = self
                     .auth_warned
@@ -341,10 +355,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                     .is_none_or(|t| now.duration_since(*t) > Duration::from_secs(10));
                 if due {
                     self.auth_warned.insert(from, now);
-                    tracing::error!(
-                        "dropping packet from {from} (node {}): {e}; compare the authkey files of both nodes",
-                        expected.0
-                    );
+                    tracing::error!("dropping packet from {from} (node {} in the nodelist): {e}", expected.0);
                 }
                 return Ok(());
             }
@@ -503,7 +514,10 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         }
         let mut plain = Vec::with_capacity(totem_core::wire::encoded_len(msg));
         totem_core::wire::encode(me, msg, &mut plain);
-        let datagram = self.protection.seal(&plain);
+        let Some(datagram) = self.protection.seal(&plain) else {
+            self.stats.send_errors += 1;
+            return;
+        };
         let targets: Vec<SocketAddr> = match dest {
             Dest::Node(to) => self.cfg.nodelist.get(&to).copied().into_iter().collect(),
             Dest::All => self.cfg.nodelist.iter().filter(|(n, _)| **n != me).map(|(_, a)| *a).collect(),

@@ -10,7 +10,7 @@ use totem_core::cpg::{CpgError, EventKind, Reason};
 use totem_core::{Config, Guarantee, NodeId};
 use totem_node::client::{Client, ClientError};
 use totem_node::ipc::{Access, ClientMsg, Request, Server, write_frame};
-use totem_node::protect::Cleartext;
+use totem_node::protect::PacketCrypto;
 use totem_node::runtime::{Handle, Runtime, RuntimeConfig};
 use totem_node::store::MemStore;
 
@@ -23,7 +23,8 @@ async fn one_node(dir: &std::path::Path, client_queue: usize) -> (Handle, std::p
         nodelist: BTreeMap::from([(NodeId(1), addr)]),
         client_queue,
     };
-    let (rt, handle) = Runtime::new(cfg, socket, MemStore::default(), Cleartext { me: NodeId(1) }).unwrap();
+    let (rt, handle) =
+        Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(NodeId(1))).unwrap();
     tokio::spawn(async move { rt.run().await.unwrap() });
     let path = dir.join("totem.sock");
     let server = Server::bind(&path).unwrap();

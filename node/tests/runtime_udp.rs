@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use totem_core::cpg::{ConnFlags, EventKind, Reason};
 use totem_core::{Config, Guarantee, NodeId, TimingBase};
-use totem_node::protect::Cleartext;
+use totem_node::protect::PacketCrypto;
 use totem_node::runtime::{ClientEvent, Handle, Runtime, RuntimeConfig};
 use totem_node::store::MemStore;
 
@@ -37,7 +37,7 @@ async fn cluster(n: u32) -> (Vec<Handle>, Vec<tokio::task::JoinHandle<()>>, Vec<
             nodelist: nodelist.clone(),
             client_queue: 1024,
         };
-        let (rt, h) = Runtime::new(cfg, socket, MemStore::default(), Cleartext { me: id }).unwrap();
+        let (rt, h) = Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(id)).unwrap();
         tasks.push(tokio::spawn(async move {
             rt.run().await.unwrap();
         }));

@@ -1,9 +1,10 @@
 //! `totemd`: the Totem daemon.
 //!
-//! What works today is the configuration: `totemd -t` reads and checks it (corosync.conf
-//! syntax, with warnings for everything Totem does not act on), checks the key, and exits,
-//! as `corosync -t` does. The daemon loop itself (sockets, timers, IPC) is not written yet,
-//! and `totemd` without `-t` says so and exits with an error instead of pretending to run.
+//! `totemd -t` reads and checks the configuration (corosync.conf syntax, with warnings for
+//! everything Totem does not act on) and the key, and exits, as `corosync -t` does. Without
+//! `-t` it runs the node in the foreground until SIGTERM (a clean leave). SIGHUP re-reads
+//! the configuration: the logging level changes at once; anything else is reported as
+//! needing a restart.
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -21,8 +22,8 @@ const DEFAULT_CONF_PATH: &str = "/etc/totem/totem.conf";
 
 /// Exit status for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 1;
-/// Exit status while the daemon loop does not exist.
-const EXIT_NOT_IMPLEMENTED: u8 = 2;
+/// Exit status when the node cannot start or fails while running.
+const EXIT_RUNTIME: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(name = "totemd", version, about = "The Totem cluster engine daemon")]
@@ -65,11 +66,128 @@ fn main() -> ExitCode {
         print_summary(&config, &source);
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "totemd: the configuration ({source}) is valid, but the daemon loop is not yet implemented; \
-         only `totemd -t` works in this version"
-    );
-    ExitCode::from(EXIT_NOT_IMPLEMENTED)
+    let reload = match init_logging(&config.logging) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("totemd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("totemd: cannot start the event loop: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    rt.block_on(async move {
+        let daemon = match totem_node::daemon::Daemon::prepare(&config) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("totemd: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        tracing::info!("configuration: {source}");
+        tokio::spawn(watch_reload(cli, config, reload));
+        match daemon.run().await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("totemd: {e}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+    })
+}
+
+type ReloadHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn filter_for(logging: &conf::LoggingConfig) -> tracing_subscriber::EnvFilter {
+    let level = match logging.debug {
+        conf::DebugLevel::Off => "info",
+        conf::DebugLevel::On => "debug",
+        conf::DebugLevel::Trace => "trace",
+    };
+    tracing_subscriber::EnvFilter::new(level)
+}
+
+/// Logs go to stderr and/or the log file, as the logging section says.
+fn init_logging(logging: &conf::LoggingConfig) -> Result<ReloadHandle, String> {
+    use tracing_subscriber::prelude::*;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter_for(logging));
+    let stderr = logging.to_stderr.then(|| tracing_subscriber::fmt::layer().with_writer(io::stderr));
+    let file = match (&logging.logfile, logging.to_logfile) {
+        (Some(path), true) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+            Some(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(f)))
+        }
+        _ => None,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .try_init()
+        .map_err(|e| format!("cannot set up logging: {e}"))?;
+    Ok(handle)
+}
+
+/// SIGHUP: re-read the configuration; apply what can change at run time (the logging
+/// level) and name everything else that changed as needing a restart.
+async fn watch_reload(cli: Cli, mut current: NodeConfig, reload: ReloadHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        let new = match load(&cli) {
+            Ok((c, _)) => c,
+            Err(e) => {
+                tracing::error!("reload: {e}; keeping the running configuration");
+                continue;
+            }
+        };
+        let mut restart = Vec::new();
+        if new.core != current.core || new.timing != current.timing {
+            restart.push("totem timing and protocol parameters");
+        }
+        if new.nodes != current.nodes || new.local_nodeid != current.local_nodeid || new.port != current.port
+        {
+            restart.push("nodelist");
+        }
+        if new.crypto != current.crypto {
+            restart.push("crypto");
+        }
+        if new.system != current.system {
+            restart.push("system paths");
+        }
+        if new.logging.debug != current.logging.debug {
+            match reload.reload(filter_for(&new.logging)) {
+                Ok(()) => tracing::info!("reload: logging level is now {:?}", new.logging.debug),
+                Err(e) => tracing::warn!("reload: cannot change the logging level: {e}"),
+            }
+        }
+        if new.logging.to_stderr != current.logging.to_stderr
+            || new.logging.logfile != current.logging.logfile
+            || new.logging.to_logfile != current.logging.to_logfile
+        {
+            restart.push("logging destinations");
+        }
+        if restart.is_empty() {
+            tracing::info!("reload: done");
+        } else {
+            tracing::warn!(
+                "reload: changed but only applied after a restart of totemd: {}",
+                restart.join(", ")
+            );
+        }
+        current.logging.debug = new.logging.debug;
+    }
 }
 
 /// Reads the configuration, prints its warnings, and applies the command line.

@@ -1,0 +1,309 @@
+//! End-to-end tests with real `totemd` processes on 127.0.0.1 (and ::1): three daemons form
+//! a ring, CPG clients agree, `kill -9` is noticed within token + consensus, a restarted
+//! node comes back, and a node with the wrong key never joins and says why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use totem_core::Guarantee;
+use totem_core::cpg::{EventKind, Reason};
+use totem_node::client::Client;
+
+const TOTEMD: &str = env!("CARGO_BIN_EXE_totemd");
+const TOTEMCTL: &str = env!("CARGO_BIN_EXE_totemctl");
+/// Token timeout of the test clusters (ms); consensus is 1.2 x token.
+const TOKEN_MS: u64 = 1000;
+
+fn free_port(ip: &str) -> u16 {
+    UdpSocket::bind(format!("{ip}:0")).unwrap().local_addr().unwrap().port()
+}
+
+struct Cluster {
+    dir: PathBuf,
+    conf: PathBuf,
+    daemons: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    /// Write a key and a configuration for `n` nodes at `addrs`, start none.
+    fn new(name: &str, addrs: &[SocketAddr]) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("totem-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("authkey");
+        let out = Command::new(TOTEMCTL).args(["keygen", "-k"]).arg(&key).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut nodes = String::new();
+        for (i, a) in addrs.iter().enumerate() {
+            nodes += &format!("\tnode {{\n\t\tnodeid: {}\n\t\tring0_addr: {a}\n\t}}\n", i + 1);
+        }
+        let conf = dir.join("totem.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "totem {{\n\tversion: 2\n\tcluster_name: e2e\n\ttoken: {TOKEN_MS}\n\ttoken_coefficient: 0\n\tkeyfile: {}\n}}\nnodelist {{\n{nodes}}}\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        Cluster { dir, conf, daemons: addrs.iter().map(|_| None).collect() }
+    }
+
+    fn node_dir(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("n{id}"))
+    }
+
+    fn socket(&self, id: u32) -> PathBuf {
+        self.node_dir(id).join("run").join("totem.sock")
+    }
+
+    fn start_with(&mut self, id: u32, extra: &[&str]) {
+        let d = self.node_dir(id);
+        std::fs::create_dir_all(&d).unwrap();
+        let log = std::fs::File::create(d.join("stderr.log")).unwrap();
+        let child = Command::new(TOTEMD)
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("--nodeid")
+            .arg(id.to_string())
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .arg("--run-dir")
+            .arg(d.join("run"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemons[(id - 1) as usize] = Some(child);
+    }
+
+    fn start(&mut self, id: u32) {
+        self.start_with(id, &[]);
+    }
+
+    fn kill9(&mut self, id: u32) {
+        if let Some(mut c) = self.daemons[(id - 1) as usize].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn log(&self, id: u32) -> String {
+        std::fs::read_to_string(self.node_dir(id).join("stderr.log")).unwrap_or_default()
+    }
+
+    /// `totemctl status --json` of node `id`, if it answers.
+    fn status(&self, id: u32) -> Option<serde_json::Value> {
+        let out = Command::new(TOTEMCTL)
+            .arg("--socket")
+            .arg(self.socket(id))
+            .args(["status", "--json"])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Wait (bounded) until node `id` is operational with exactly `members`.
+    fn wait_members(&self, id: u32, members: &[u32], within: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(s) = self.status(id)
+                && s["members"] == serde_json::json!(members)
+                && s["state"] == "operational"
+                && s["syncing"] == false
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "node {id} did not reach members {members:?} within {within:?}: {:?}\nlog:\n{}",
+            self.status(id),
+            self.log(id)
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.daemons.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn addrs(ip: &str, n: usize) -> Vec<SocketAddr> {
+    (0..n)
+        .map(|_| {
+            format!("{}:{}", if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() }, free_port(ip))
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+async fn connect(path: &Path) -> Client {
+    for _ in 0..100 {
+        if let Ok(c) = Client::connect(path).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to {}", path.display());
+}
+
+async fn next_event(c: &mut Client) -> EventKind {
+    tokio::time::timeout(Duration::from_secs(20), c.next_event()).await.expect("event in time").expect("open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_agree_survive_kill_and_restart() {
+    let mut cluster = Cluster::new("three", &addrs("127.0.0.1", 3));
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    for id in 1..=3 {
+        cluster.wait_members(id, &[1, 2, 3], Duration::from_secs(20));
+    }
+    let mut clients = Vec::new();
+    for id in 1..=3u32 {
+        let c = connect(&cluster.socket(id)).await;
+        c.join(b"e2e", 1000 + id).await.unwrap();
+        clients.push(c);
+    }
+    // Everyone sees all three processes.
+    for c in &clients {
+        for _ in 0..100 {
+            if c.membership(b"e2e").await.unwrap().len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(c.membership(b"e2e").await.unwrap().len(), 3);
+    }
+    for k in 0..20u32 {
+        for (i, c) in clients.iter().enumerate() {
+            c.send_retrying(
+                Guarantee::Agreed,
+                [i as u8].iter().copied().chain(k.to_le_bytes()).collect::<Vec<u8>>(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let mut orders = Vec::new();
+    for c in &mut clients {
+        let mut got = Vec::new();
+        while got.len() < 60 {
+            if let EventKind::Deliver { payload, .. } = next_event(c).await {
+                got.push(payload.to_vec());
+            }
+        }
+        orders.push(got);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[1], orders[2]);
+
+    // kill -9 node 3: the survivors' clients see NODEDOWN within token + consensus (plus
+    // generous slack for this noisy machine).
+    let killed = Instant::now();
+    cluster.kill9(3);
+    let mut c1 = clients.remove(0);
+    loop {
+        if let EventKind::Confchg { left, .. } = next_event(&mut c1).await
+            && left.iter().any(|(p, r)| p.node.0 == 3 && *r == Reason::NodeDown)
+        {
+            break;
+        }
+    }
+    let took = killed.elapsed();
+    let bound = Duration::from_millis(TOKEN_MS + TOKEN_MS * 12 / 10);
+    println!("kill -9 -> NODEDOWN at a survivor: {took:?} (token + consensus = {bound:?})");
+    assert!(took < bound + Duration::from_secs(3), "NODEDOWN after {took:?}");
+
+    // Restart node 3 (with its persisted state): NODEUP for its new process.
+    cluster.start(3);
+    cluster.wait_members(1, &[1, 2, 3], Duration::from_secs(30));
+    let c3 = connect(&cluster.socket(3)).await;
+    c3.join(b"e2e", 2003).await.unwrap();
+    loop {
+        if let EventKind::Confchg { joined, .. } = next_event(&mut c1).await
+            && joined.iter().any(|(p, _)| p.node.0 == 3 && p.pid == 2003)
+        {
+            break;
+        }
+    }
+    // The admin tool's views agree.
+    let out = Command::new(TOTEMCTL)
+        .arg("--socket")
+        .arg(cluster.socket(2))
+        .args(["cpg", "--json"])
+        .output()
+        .unwrap();
+    let groups: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(groups[0]["members"].as_array().unwrap().len(), 3, "{groups}");
+}
+
+#[test]
+fn wrong_key_never_joins_and_says_why() {
+    let mut cluster = Cluster::new("wrongkey", &addrs("127.0.0.1", 2));
+    cluster.start(1);
+    let other_key = cluster.dir.join("otherkey");
+    let out = Command::new(TOTEMCTL).args(["keygen", "-k"]).arg(&other_key).output().unwrap();
+    assert!(out.status.success());
+    cluster.start_with(2, &["--key-file", other_key.to_str().unwrap()]);
+    cluster.wait_members(1, &[1], Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(3 * TOKEN_MS));
+    assert_eq!(cluster.status(1).unwrap()["members"], serde_json::json!([1]));
+    assert_eq!(cluster.status(2).unwrap()["members"], serde_json::json!([2]));
+    let log = cluster.log(1);
+    assert!(log.contains("authkey"), "the log names the key problem:\n{log}");
+    let failures = cluster.status(1).unwrap()["runtime"]["auth_failures"].as_u64().unwrap();
+    assert!(failures > 0);
+}
+
+#[test]
+fn ipv6_loopback() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine: skipped");
+        return;
+    }
+    let mut cluster = Cluster::new("ipv6", &addrs("::1", 2));
+    cluster.start(1);
+    cluster.start(2);
+    cluster.wait_members(1, &[1, 2], Duration::from_secs(20));
+    cluster.wait_members(2, &[1, 2], Duration::from_secs(20));
+}
+
+#[test]
+fn junk_datagrams_change_nothing() {
+    let a = addrs("127.0.0.1", 2);
+    let mut cluster = Cluster::new("junk", &a);
+    cluster.start(1);
+    cluster.start(2);
+    cluster.wait_members(1, &[1, 2], Duration::from_secs(20));
+    let before = cluster.status(1).unwrap()["ring_seq"].clone();
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x: u32 = 7;
+    for _ in 0..5000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let len = (x >> 20) as usize % 1400;
+        let bytes: Vec<u8> = (0..len).map(|i| (x >> (i % 24)) as u8).collect();
+        let _ = junk.send_to(&bytes, a[0]);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let s = cluster.status(1).unwrap();
+    assert_eq!(s["members"], serde_json::json!([1, 2]));
+    assert_eq!(s["ring_seq"], before, "no reconfiguration");
+    assert!(s["runtime"]["unknown_source"].as_u64().unwrap() >= 4000);
+}
