@@ -20,9 +20,14 @@
 //! supervisor command works for any program, including one that only needs its death
 //! watched (interval 0, no library at all).
 
+pub mod cli;
 pub mod client;
 pub mod proto;
+pub mod quorum;
+pub mod state;
+pub mod supervisor;
 
+pub use cli::{SamCommand, SamRunArgs, sam_cli_main};
 pub use client::{Sam, SamError, SamState, Supervision};
 pub use nix::sys::signal::Signal;
 pub use proto::Policy;
