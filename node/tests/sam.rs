@@ -537,6 +537,38 @@ fn sam_status_lists_supervisors() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "no SAM supervisors\n");
 }
 
+/// Goal: a wrapper (`sh -c`) between the supervisor and the application works, and a
+/// failed instance leaves nothing behind. Method: the shell (not exec'ing) runs the
+/// application, which connects from a grandchild pid; it hangs; the warning ends the shell,
+/// the recovery kills the rest of the process group, instance 2 starts.
+#[test]
+fn sam_wrapped_application_and_process_group() {
+    let c = Case::new("wrapper");
+    let script = format!(
+        "{APP} --log {} --script 1=register,start,hang --script 2=register,exit:0; echo done",
+        c.log.display()
+    );
+    let mut cmd = Command::new(SUPERVISOR);
+    cmd.args(["run", "--interval", INTERVAL, "--policy", "restart", "--dir"]).arg(&c.dir);
+    cmd.args(["--", "sh", "-c", &script]);
+    cmd.stderr(std::fs::File::create(c.dir.join("supervisor.err")).unwrap());
+    let st = wait(&mut cmd.spawn().unwrap(), Duration::from_secs(20));
+    let log = c.log();
+    assert_eq!(code(st), 0, "{log}");
+    assert!(log.has(1, "registered 1") && log.has(2, "registered 2"), "{log}");
+    let first_app = log.0[0].pid;
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!running(first_app), "instance 1's application survived its recovery\n{log}");
+}
+
+/// Whether `pid` is a live process (a zombie waiting for its reaper is not).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
 fn now_ms() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
 }

@@ -313,6 +313,10 @@ fn spawn(cfg: &SupervisorConfig, socket: &Path, instance_id: u32) -> Result<Chil
         .args(args)
         .env(SOCKET_ENV, socket)
         .env("TOTEM_SAM_INSTANCE", instance_id.to_string())
+        // Its own process group, so that SIGKILL reaches everything the instance started
+        // (a wrapper such as `sh -c` and the application behind it, its helpers): nothing of
+        // a failed instance survives to clash with the next one.
+        .process_group(0)
         // If the supervisor itself fails, its child does not outlive it unsupervised.
         .kill_on_drop(true)
         .spawn()
@@ -452,12 +456,17 @@ impl Supervisor {
         }
     }
 
-    fn signal_child(&self, sig: Signal) {
+    /// Send `sig` to the child process only (the warn signal, forwarded signals: the
+    /// application decides what its helpers get), or with `group` to its whole process group
+    /// (SIGKILL).
+    fn signal_child(&self, sig: Signal, group: bool) {
         let Ok(raw) = i32::try_from(self.inst.pid) else { return };
         if raw <= 0 {
             return;
         }
-        if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), sig) {
+        let pid = nix::unistd::Pid::from_raw(raw);
+        let sent = if group { nix::sys::signal::killpg(pid, sig) } else { nix::sys::signal::kill(pid, sig) };
+        if let Err(e) = sent {
             // ESRCH: it died meanwhile; its exit is on its way.
             tracing::debug!("signal {sig} to {raw}: {e}");
         }
@@ -471,7 +480,7 @@ impl Supervisor {
             self.inst.wait_from = Instant::now();
             let sig = self.warn_signal;
             self.log(format!("instance {inst_id}: {why}; sending {}", sig.as_str()));
-            self.signal_child(sig);
+            self.signal_child(sig, sig == Signal::SIGKILL);
             if sig == Signal::SIGKILL {
                 self.inst.killed = true;
                 self.inst.recovery = true;
@@ -484,7 +493,7 @@ impl Supervisor {
     }
 
     fn kill(&mut self) {
-        self.signal_child(Signal::SIGKILL);
+        self.signal_child(Signal::SIGKILL, true);
         self.inst.killed = true;
         self.inst.recovery = true;
     }
@@ -536,7 +545,7 @@ impl Supervisor {
     fn on_signal(&mut self, sig: Signal) {
         if self.shutting_down {
             self.log(format!("{} again: sending SIGKILL to instance {}", sig.as_str(), self.inst.id));
-            self.signal_child(Signal::SIGKILL);
+            self.signal_child(Signal::SIGKILL, true);
             self.inst.killed = true;
         } else {
             self.log(format!(
@@ -545,7 +554,7 @@ impl Supervisor {
                 self.inst.id
             ));
             self.shutting_down = true;
-            self.signal_child(sig);
+            self.signal_child(sig, false);
         }
     }
 
@@ -747,6 +756,9 @@ impl Supervisor {
             let _ = std::fs::remove_file(&self.state_path);
             return Some(outcome(false, self));
         }
+        // A failed instance leaves nothing behind: whatever else is in its process group
+        // (helpers, or the application behind a wrapper that died) is killed too.
+        self.signal_child(Signal::SIGKILL, true);
         let give_up = if self.inst.mark_failed {
             Some("it marked itself failed".to_string())
         } else if self.cfg.policy == Policy::Quit {
