@@ -695,6 +695,9 @@ impl Supervisor {
                 } else {
                     self.data = d;
                     self.reply(SupervisorMsg::Ok);
+                    // Only `data_size` changes: an application that stores at every step
+                    // must not mean a file per step either.
+                    important = false;
                 }
             }
             ChildMsg::DataGet => self.reply(SupervisorMsg::Data(self.data.clone())),
