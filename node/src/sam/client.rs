@@ -171,6 +171,10 @@ struct Local {
 }
 
 /// A handle on the SAM supervisor of this process.
+///
+/// Dropping a started handle without [`Sam::stop`] closes the channel, so health checks stop
+/// arriving and the supervisor recovers (warning, then SIGKILL): a handle that goes away
+/// by accident is treated like a hung application, not like a clean stop.
 pub struct Sam {
     channel: Arc<Channel>,
     supervision: Supervision,

@@ -377,14 +377,16 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn quorum_changed(rx: &mut Option<watch::Receiver<Option<bool>>>) -> Option<Option<bool>> {
-    match rx {
-        Some(rx) => match rx.changed().await {
-            Ok(()) => Some(*rx.borrow_and_update()),
-            // The poller ended (it never does while we hold the receiver): unknown.
-            Err(_) => None,
-        },
-        None => std::future::pending().await,
+/// The next quorum answer. If the poller is gone (it only ends when the receiver does, so
+/// this means it panicked), quorum is unknown from then on: one `None`, then silence.
+async fn quorum_changed(rx: &mut Option<watch::Receiver<Option<bool>>>) -> Option<bool> {
+    let Some(r) = rx else { return std::future::pending().await };
+    match r.changed().await {
+        Ok(()) => *r.borrow_and_update(),
+        Err(_) => {
+            *rx = None;
+            None
+        }
     }
 }
 
@@ -450,7 +452,7 @@ impl Supervisor {
             // Messages before the exit: a child's last words (mark_failed, data) count.
             Some((id, msg)) = frames.recv() => Event::Frame(id, msg),
             status = child.wait() => Event::Exited(status),
-            q = quorum_changed(quorum) => Event::Quorum(q.flatten()),
+            q = quorum_changed(quorum) => Event::Quorum(q),
             acc = listener.accept() => Event::Accepted(acc.map(|(s, _)| s)),
             _ = sleep_until(deadline) => Event::Timer,
         }
