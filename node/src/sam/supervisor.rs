@@ -1,7 +1,7 @@
 //! The SAM supervisor: runs the application, watches its health checks, recovers.
 //!
 //! One tokio task owns everything (the child, its channel, the timers, the quorum view), so
-//! there is no shared state: every input becomes an [`Event`] and is handled in order.
+//! there is no shared state: every input becomes an `Event` and is handled in order.
 //!
 //! Per instance (Corosync `lib/sam.c`, `sam_parent_handler`):
 //! - Health checking is off until the child sends Start ("stopped"). With the quorum policy
