@@ -13,6 +13,8 @@
 //! - [`crypto`]: packet protection with the cluster key (AES-SIV, per-sender keys, replay
 //!   window, downgrade protection).
 //! - [`keygen`]: generation of a cluster key file, as `corosync-keygen` does.
+//! - [`sam`]: the Simple Availability Manager (a supervisor that keeps a local application
+//!   alive, and its client library).
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -24,5 +26,6 @@ pub mod ipc;
 pub mod keygen;
 pub mod protect;
 pub mod runtime;
+pub mod sam;
 pub mod store;
 pub mod transport;

@@ -47,12 +47,24 @@ enum Command {
     Cpg,
     /// Packet, protocol and configuration-change counters.
     Stats,
+    /// The Simple Availability Manager: `sam run ... -- CMD` supervises an application,
+    /// `sam status` shows every supervisor on this machine.
+    Sam(totem_node::sam::SamRunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let socket = totem_node::client::socket_path(cli.socket.as_deref());
     match cli.command {
+        Command::Sam(mut args) => {
+            args.socket = cli.socket;
+            if cli.json
+                && let totem_node::sam::SamCommand::Status(st) = &mut args.command
+            {
+                st.json = true;
+            }
+            totem_node::sam::sam_cli_main(args)
+        }
         Command::Status | Command::Members | Command::Cpg | Command::Stats => {
             match query(&socket, &cli.command, cli.json) {
                 Ok(text) => {
@@ -156,7 +168,7 @@ fn query(socket: &std::path::Path, command: &Command, json: bool) -> Result<Stri
                 ]
                 .join("\n")
             }
-            Command::Keygen { .. } => String::new(),
+            Command::Keygen { .. } | Command::Sam(_) => String::new(),
         };
         Ok(text)
     })
