@@ -32,6 +32,7 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use totem_core::Guarantee;
+use totem_core::cpg::{CPG_MESSAGE_MAX, GROUP_NAME_MAX};
 pub use totem_core::cpg::{ConnFlags, CpgError, EventKind as Event, GroupName, Process, Reason};
 
 /// Where the daemon's socket is when nothing says otherwise.
@@ -160,16 +161,23 @@ impl Client {
 
     /// Join `group` as process `pid` (usually `std::process::id()`).
     pub async fn join(&self, group: &[u8], pid: u32) -> Result<(), ClientError> {
+        check_group(group)?;
         self.done(Request::Join { group: group.to_vec(), pid }).await
     }
 
     pub async fn leave(&self, group: &[u8]) -> Result<(), ClientError> {
+        check_group(group)?;
         self.done(Request::Leave { group: group.to_vec() }).await
     }
 
     /// Multicast to the joined group. `Err(Cpg(TryAgain))`: nothing sent, retry later.
     pub async fn send(&self, guarantee: Guarantee, payload: impl Into<Bytes>) -> Result<(), ClientError> {
-        self.done(Request::Mcast { guarantee, payload: payload.into() }).await
+        let payload = payload.into();
+        // Refused here: a frame over the IPC limit would make the daemon drop the connection.
+        if payload.len() > CPG_MESSAGE_MAX {
+            return Err(CpgError::TooBig { len: payload.len(), max: CPG_MESSAGE_MAX }.into());
+        }
+        self.done(Request::Mcast { guarantee, payload }).await
     }
 
     /// [`Client::send`], retrying TryAgain with a back-off of 1 to 50 ms (bounded: gives up
@@ -195,6 +203,7 @@ impl Client {
 
     /// The members of any group as the local node knows them.
     pub async fn membership(&self, group: &[u8]) -> Result<Vec<Process>, ClientError> {
+        check_group(group)?;
         match self.call(Request::Membership { group: group.to_vec() }).await? {
             Reply::Members(r) => Ok(r?),
             _ => Err(ClientError::Protocol),
@@ -204,6 +213,16 @@ impl Client {
     pub async fn groups(&self) -> Result<Vec<(GroupName, Vec<Process>)>, ClientError> {
         match self.call(Request::Groups).await? {
             Reply::Groups(g) => Ok(g),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// Ask the daemon to re-read its configuration, as SIGHUP does (root or the daemon's
+    /// user only). Returns once the request is queued; the outcome is in the daemon's log.
+    pub async fn reload(&self) -> Result<(), ClientError> {
+        match self.call(Request::Reload).await? {
+            Reply::ReloadRequested => Ok(()),
+            Reply::Refused(why) => Err(ClientError::Refused(why)),
             _ => Err(ClientError::Protocol),
         }
     }
@@ -220,4 +239,13 @@ impl Client {
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.recv().await
     }
+}
+
+/// The daemon would refuse a longer name too; checking here also keeps an absurdly long one
+/// from overflowing the IPC frame limit, which would cost the connection.
+fn check_group(group: &[u8]) -> Result<(), ClientError> {
+    if group.len() > GROUP_NAME_MAX {
+        return Err(CpgError::NameTooLong { len: group.len() }.into());
+    }
+    Ok(())
 }
