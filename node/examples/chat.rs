@@ -49,7 +49,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), ClientError> {
-    let mut client = Client::connect(&socket_path(args.socket.as_deref())).await?;
+    let client = Client::connect(&socket_path(args.socket.as_deref())).await?;
     let group = args.group.as_bytes();
     client.join(group, std::process::id()).await?;
     println!(
@@ -70,18 +70,24 @@ async fn run(args: Args) -> Result<(), ClientError> {
         }
     });
 
-    loop {
-        tokio::select! {
-            line = lines.recv() => match line {
-                // Waits (briefly) while the cluster synchronizes or the send queue is full.
-                Some(text) => client.send_retrying(Guarantee::Agreed, text.into_bytes()).await?,
-                None => break,
-            },
-            event = client.next_event() => match event {
-                Some(event) => show(&event),
-                None => return Err(ClientError::Closed),
-            },
+    // Print events while sending: replies and events share the connection, so a send must
+    // not wait for a reader that is itself waiting for the send.
+    let send = async {
+        while let Some(text) = lines.recv().await {
+            // Waits (briefly) while the cluster synchronizes or the send queue is full.
+            client.send_retrying(Guarantee::Agreed, text.into_bytes()).await?;
         }
+        Ok::<(), ClientError>(())
+    };
+    let print = async {
+        while let Some(event) = client.next_event().await {
+            show(&event);
+        }
+        ClientError::Closed
+    };
+    tokio::select! {
+        sent = send => sent?,
+        closed = print => return Err(closed),
     }
     client.leave(group).await?;
     println!("left {:?}", args.group);

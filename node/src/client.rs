@@ -5,7 +5,7 @@
 //! use totem_node::client::{Client, Event};
 //! use totem_core::Guarantee;
 //!
-//! let mut client = Client::connect(&totem_node::client::socket_path(None)).await?;
+//! let client = Client::connect(&totem_node::client::socket_path(None)).await?;
 //! client.join(b"chat", std::process::id()).await?;
 //! client.send_retrying(Guarantee::Agreed, b"hello".to_vec()).await?;
 //! while let Some(event) = client.next_event().await {
@@ -16,6 +16,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Replies and events share the socket, in the daemon's order, and at most 1024 unread
+//! events are buffered here: a call awaited while nobody reads events can wait behind them.
+//! Read events concurrently with calls ([`Client::next_event`] takes `&self`), as
+//! `examples/chat.rs` does; a client that stops reading altogether is eventually
+//! disconnected by the daemon.
 //!
 //! Flow control is explicit: [`Client::send`] returns [`ClientError::Cpg`] with
 //! [`CpgError::TryAgain`] while the daemon synchronizes or its send queue is full; nothing
@@ -68,7 +74,9 @@ pub struct Client {
     writer: Mutex<tokio::net::unix::OwnedWriteHalf>,
     pending: Pending,
     next_id: AtomicU64,
-    events: mpsc::Receiver<Event>,
+    /// Behind a lock so that [`Client::next_event`] takes `&self` and can run alongside a
+    /// call (see the module docs).
+    events: Mutex<mpsc::Receiver<Event>>,
     node_id: u32,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -132,7 +140,14 @@ impl Client {
                 m.clear();
             }
         });
-        Ok(Client { writer: Mutex::new(wr), pending, next_id: AtomicU64::new(1), events, node_id: 0, reader })
+        Ok(Client {
+            writer: Mutex::new(wr),
+            pending,
+            next_id: AtomicU64::new(1),
+            events: Mutex::new(events),
+            node_id: 0,
+            reader,
+        })
     }
 
     async fn call(&self, request: Request) -> Result<Reply, ClientError> {
@@ -236,8 +251,11 @@ impl Client {
 
     /// The next event (deliveries, view changes, Totem view changes), in order; None once
     /// the daemon closed the connection.
-    pub async fn next_event(&mut self) -> Option<Event> {
-        self.events.recv().await
+    ///
+    /// Takes `&self`, so one task (or one branch of a `select!`/`join!`) can read events while
+    /// another awaits a call. Cancel-safe: an event is never lost by dropping the future.
+    pub async fn next_event(&self) -> Option<Event> {
+        self.events.lock().await.recv().await
     }
 }
 

@@ -28,6 +28,10 @@ struct OneNode {
 }
 
 fn one_node() -> OneNode {
+    one_node_with(256)
+}
+
+fn one_node_with(client_queue: usize) -> OneNode {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("totem.sock");
@@ -39,13 +43,13 @@ fn one_node() -> OneNode {
             node_id: CoreNodeId(1),
             core: Config::default(),
             nodelist: BTreeMap::from([(CoreNodeId(1), addr)]),
-            client_queue: 256,
+            client_queue,
         };
         let (node, handle) =
             Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(CoreNodeId(1))).unwrap();
         tokio::spawn(async move { node.run().await.unwrap() });
         let server = Server::bind(&p).unwrap();
-        tokio::spawn(server.serve(handle.clone(), Access::default(), 256));
+        tokio::spawn(server.serve(handle.clone(), Access::default(), client_queue));
         for _ in 0..400 {
             let s = handle.status().await.unwrap();
             if s.state == "operational" && !s.syncing {
@@ -213,7 +217,7 @@ fn cpg_through_the_corosync_api() {
     assert!(!readable(&node, fd, Duration::from_millis(100)), "nothing pending: fd quiet");
 
     // A native client joins the same group: both sides see each other.
-    let mut native = node.rt.block_on(async {
+    let native = node.rt.block_on(async {
         let c = Client::connect(&node.path).await.unwrap();
         c.join(b"compat", 4242).await.unwrap();
         c
@@ -425,4 +429,87 @@ fn initialize_without_a_daemon_is_a_library_error() {
         return;
     }
     assert_eq!(cpg::initialize(&model(Model1Flags::None), 0).map(|_| ()), Err(CsError::CsErrLibrary));
+}
+
+// Goal: a handle whose program stops dispatching during a flood neither hangs its calls
+// (replies are not stuck behind undispatched events) nor grows without bound: at
+// EVENT_QUEUE_MAX events behind it is disconnected, the group sees PROCDOWN, and dispatch
+// runs what was queued, in order, then says CsErrLibrary.
+#[test]
+fn a_handle_that_stops_dispatching_is_disconnected_not_deadlocked() {
+    const FLOOD: u32 = 6000;
+    let node = one_node_with(4 * FLOOD as usize);
+    let me = std::process::id();
+    let ctx = 0x3001;
+    let h = cpg::initialize_at(&node.path, &model(Model1Flags::None), ctx).unwrap();
+    cpg::join(&h, "flood").unwrap();
+    dispatch_until(&h, ctx, |s| matches!(s, Seen::Confchg { .. }));
+
+    // Calls keep answering while undispatched events pile up, until the handle is cut off.
+    let caller = h.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let calls = std::thread::spawn(move || {
+        let end = loop {
+            if let Err(e) = cpg::membership_get(&caller, "flood") {
+                break e;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        done_tx.send(end).unwrap();
+    });
+
+    let native = node.rt.block_on(async { Client::connect(&node.path).await.unwrap() });
+    let saw_procdown = node.rt.block_on(async {
+        native.join(b"flood", 4242).await.unwrap();
+        let send = async {
+            for k in 0..FLOOD {
+                native.send_retrying(totem_core::Guarantee::Agreed, k.to_le_bytes().to_vec()).await.unwrap();
+            }
+        };
+        tokio::pin!(send);
+        // Keep reading the native client's events until it has sent everything, or its own
+        // sends would wait behind them.
+        let (mut sent, mut procdown) = (false, false);
+        while !(sent && procdown) {
+            tokio::select! {
+                () = &mut send, if !sent => sent = true,
+                e = tokio::time::timeout(Duration::from_secs(30), native.next_event()) => match e {
+                    Ok(Some(totem_core::cpg::EventKind::Confchg { left, .. })) => {
+                        procdown |= left.iter().any(|(p, r)| p.pid == me && *r == totem_core::cpg::Reason::ProcDown);
+                    }
+                    Ok(Some(_)) => {}
+                    _ => break,
+                },
+            }
+        }
+        procdown
+    });
+    assert!(saw_procdown, "the group saw the stalled process leave with PROCDOWN");
+    let end = done_rx.recv_timeout(Duration::from_secs(30)).expect("calls never hung");
+    assert_eq!(end, CsError::CsErrLibrary);
+    calls.join().unwrap();
+
+    // What was queued is still dispatched, in order, then the end is reported.
+    let end = loop {
+        match cpg::dispatch(&h, DispatchFlags::All) {
+            Ok(()) => {}
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(end, CsError::CsErrLibrary);
+    let seen = SEEN.lock().unwrap().remove(&ctx).unwrap_or_default();
+    let delivered: Vec<u32> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Deliver { msg, .. } => Some(u32::from_le_bytes(msg[..4].try_into().unwrap())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        delivered.len() > 4000 && seen.len() <= cpg::EVENT_QUEUE_MAX,
+        "{} events queued, {} deliveries",
+        seen.len(),
+        delivered.len()
+    );
+    assert!(delivered.iter().copied().eq(0..delivered.len() as u32), "in order, none lost before the cut");
 }

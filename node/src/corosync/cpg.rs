@@ -58,9 +58,11 @@
 //! - If the daemon goes away, the descriptor of [`fd_get`] becomes readable and
 //!   [`dispatch`] runs what was already received, then returns `CsErrLibrary`; other calls
 //!   return `CsErrLibrary` too. Calls after [`finalize`] return `CsErrBadHandle`.
-//! - A handle holds at most [`EVENT_QUEUE_MAX`] undispatched events; past that it stops
-//!   reading from the daemon, which in time disconnects a client that does not keep up (its
-//!   process leaves its group with PROCDOWN), as Corosync does with a full IPC queue.
+//! - A handle that falls [`EVENT_QUEUE_MAX`] undispatched events behind is disconnected (its
+//!   process leaves its group with PROCDOWN), as the daemon does with any client that stops
+//!   reading: [`dispatch`] runs the queued callbacks, then returns `CsErrLibrary`. The
+//!   handle's calls never wait behind undispatched events (libcpg has separate reply and
+//!   event channels; here the worker keeps reading events while a call is in flight).
 //! - Handles, [`Address`], [`RingId`] and the enums also implement `Debug`, `PartialEq` and
 //!   (where rust-corosync's do not) `Clone`.
 
@@ -75,12 +77,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc as std_mpsc};
 use std::thread::JoinHandle;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 pub use totem_core::cpg::{CPG_MESSAGE_MAX, GROUP_NAME_MAX};
 use totem_core::cpg::{ConnFlags, CpgError, EventKind, GroupName, Process};
 
-/// Undispatched events one handle holds before it stops reading from the daemon (the
-/// daemon's own per-client queue, [`crate::daemon::CLIENT_QUEUE`], is the same size).
+/// Undispatched events one handle holds before it counts as stalled and is disconnected
+/// (the size of the daemon's own per-client queue, [`crate::daemon::CLIENT_QUEUE`]).
 pub const EVENT_QUEUE_MAX: usize = 4096;
 
 /// The ring a Totem view change belongs to: its representative and sequence number.
@@ -286,14 +288,16 @@ enum Op {
 
 #[derive(Debug)]
 enum Answer {
-    Done(std::result::Result<(), ClientError>),
-    Members(std::result::Result<Vec<Process>, ClientError>),
-    Groups(std::result::Result<Vec<(GroupName, Vec<Process>)>, ClientError>),
+    Done,
+    Members(Vec<Process>),
+    Groups(Vec<(GroupName, Vec<Process>)>),
 }
+
+type Reply = std::result::Result<Answer, ClientError>;
 
 #[derive(Debug)]
 enum Msg {
-    Call(Op, std_mpsc::SyncSender<Answer>),
+    Call(Op, std_mpsc::SyncSender<Reply>),
     Stop,
 }
 
@@ -321,8 +325,6 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Wakes dispatchers that wait for an event.
     ready: Condvar,
-    /// Wakes the worker when a full queue gets room again.
-    room: Notify,
     /// The read end is what [`fd_get`] hands out; the write end is ours.
     wake_rd: UnixStream,
     wake_wr: UnixStream,
@@ -372,10 +374,6 @@ impl Shared {
         q.events.len() >= EVENT_QUEUE_MAX
     }
 
-    fn is_full(&self) -> bool {
-        lock(&self.queue).events.len() >= EVENT_QUEUE_MAX
-    }
-
     fn end(&self, state: State) {
         let mut q = lock(&self.queue);
         // Finalized wins over Lost: a finalized handle reports nothing more.
@@ -394,12 +392,8 @@ impl Shared {
             if q.state == State::Finalized {
                 return Popped::Finalized;
             }
-            let was_full = q.events.len() >= EVENT_QUEUE_MAX;
             if let Some(e) = q.events.pop_front() {
                 self.sync_signal(&mut q);
-                if was_full {
-                    self.room.notify_one();
-                }
                 return Popped::Event(e);
             }
             if q.state == State::Lost {
@@ -430,12 +424,13 @@ impl Conn {
         let (tx, rx) = std_mpsc::sync_channel(1);
         // The worker is gone only once the handle was finalized.
         self.calls.send(Msg::Call(op, tx)).map_err(|_| CsError::CsErrBadHandle)?;
-        rx.recv().map_err(|_| CsError::CsErrBadHandle)
+        let reply = rx.recv().map_err(|_| CsError::CsErrBadHandle)?;
+        reply.map_err(|e| cs_error(&e))
     }
 
     fn done(&self, op: Op) -> Result<()> {
         match self.call(op)? {
-            Answer::Done(r) => r.map_err(|e| cs_error(&e)),
+            Answer::Done => Ok(()),
             _ => Err(CsError::CsErrMessageError),
         }
     }
@@ -521,36 +516,89 @@ fn start_worker(
     }
 }
 
-async fn serve(mut client: Client, mut calls: mpsc::UnboundedReceiver<Msg>, shared: Arc<Shared>) {
-    let mut open = true;
-    let mut full = false;
+/// Why the event pump stopped.
+#[derive(Debug)]
+enum PumpEnd {
+    /// The daemon closed the connection.
+    Closed,
+    /// The handle fell [`EVENT_QUEUE_MAX`] events behind.
+    Stalled,
+}
+
+/// Move events from the connection into the handle's queue. Cancel-safe (no event is lost
+/// when the future is dropped), so it can race a call.
+async fn pump(client: &Client, shared: &Shared) -> PumpEnd {
     loop {
-        tokio::select! {
-            msg = calls.recv() => match msg {
-                Some(Msg::Call(op, reply)) => {
-                    let _ = reply.send(perform(&client, op).await);
+        match client.next_event().await {
+            Some(e) => {
+                if shared.push(e) {
+                    return PumpEnd::Stalled;
                 }
-                Some(Msg::Stop) | None => return,
-            },
-            event = client.next_event(), if open && !full => match event {
-                Some(e) => full = shared.push(e),
-                None => {
-                    open = false;
-                    shared.end(State::Lost);
-                }
-            },
-            _ = shared.room.notified(), if full => full = shared.is_full(),
+            }
+            None => return PumpEnd::Closed,
         }
     }
 }
 
-async fn perform(client: &Client, op: Op) -> Answer {
+/// Serve calls one at a time and keep pumping events, during calls too: replies come on the
+/// same socket after the events the daemon sent before them, so a call must never wait for
+/// the application to dispatch.
+async fn serve(client: Client, mut calls: mpsc::UnboundedReceiver<Msg>, shared: Arc<Shared>) {
+    let mut pumping = true;
+    // Leaves the loop only for a stalled handle (Stop and a finalized handle return).
+    loop {
+        let stalled = tokio::select! {
+            msg = calls.recv() => {
+                let Some(Msg::Call(op, reply)) = msg else { return };
+                let call = perform(&client, op);
+                tokio::pin!(call);
+                let (answer, stalled) = loop {
+                    tokio::select! {
+                        answer = &mut call => break (answer, false),
+                        end = pump(&client, &shared), if pumping => {
+                            pumping = false;
+                            match end {
+                                PumpEnd::Closed => shared.end(State::Lost),
+                                PumpEnd::Stalled => break (Err(ClientError::Closed), true),
+                            }
+                        }
+                    }
+                };
+                let _ = reply.send(answer);
+                stalled
+            }
+            end = pump(&client, &shared), if pumping => {
+                pumping = false;
+                match end {
+                    PumpEnd::Closed => {
+                        shared.end(State::Lost);
+                        false
+                    }
+                    PumpEnd::Stalled => true,
+                }
+            }
+        };
+        if stalled {
+            break;
+        }
+    }
+    // Stalled: disconnect, so that the group sees this process go (PROCDOWN) instead of
+    // keeping a member that no longer receives; the queued events can still be dispatched.
+    tracing::warn!("CPG handle fell {EVENT_QUEUE_MAX} events behind dispatch: disconnected");
+    shared.end(State::Lost);
+    drop(client);
+    while let Some(Msg::Call(_, reply)) = calls.recv().await {
+        let _ = reply.send(Err(ClientError::Closed));
+    }
+}
+
+async fn perform(client: &Client, op: Op) -> Reply {
     match op {
-        Op::Join(group, pid) => Answer::Done(client.join(&group, pid).await),
-        Op::Leave(group) => Answer::Done(client.leave(&group).await),
-        Op::Mcast(guarantee, payload) => Answer::Done(client.send(guarantee, payload).await),
-        Op::Membership(group) => Answer::Members(client.membership(&group).await),
-        Op::Groups => Answer::Groups(client.groups().await),
+        Op::Join(group, pid) => client.join(&group, pid).await.map(|()| Answer::Done),
+        Op::Leave(group) => client.leave(&group).await.map(|()| Answer::Done),
+        Op::Mcast(guarantee, payload) => client.send(guarantee, payload).await.map(|()| Answer::Done),
+        Op::Membership(group) => client.membership(&group).await.map(Answer::Members),
+        Op::Groups => client.groups().await.map(Answer::Groups),
     }
 }
 
@@ -588,7 +636,6 @@ pub fn initialize_at(socket: &Path, model_data: &ModelData, context: u64) -> Res
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue { events: VecDeque::new(), state: State::Open, signalled: false }),
         ready: Condvar::new(),
-        room: Notify::new(),
         wake_rd,
         wake_wr,
     });
@@ -713,8 +760,7 @@ pub fn local_get(handle: &Handle) -> Result<NodeId> {
 pub fn membership_get(handle: &Handle, group: &str) -> Result<Vec<Address>> {
     let group = group_bytes(group)?;
     match conn(handle)?.call(Op::Membership(group))? {
-        Answer::Members(Ok(m)) => Ok(m.iter().map(|p| Address::of(p, Reason::Undefined)).collect()),
-        Answer::Members(Err(e)) => Err(cs_error(&e)),
+        Answer::Members(m) => Ok(m.iter().map(|p| Address::of(p, Reason::Undefined)).collect()),
         _ => Err(CsError::CsErrMessageError),
     }
 }
@@ -813,10 +859,8 @@ impl CpgIterStart {
             CpgIterType::OneGroup => Some(group_bytes(group)?),
             _ => None,
         };
-        let groups = match conn(cpg_handle)?.call(Op::Groups)? {
-            Answer::Groups(Ok(g)) => g,
-            Answer::Groups(Err(e)) => return Err(cs_error(&e)),
-            _ => return Err(CsError::CsErrMessageError),
+        let Answer::Groups(groups) = conn(cpg_handle)?.call(Op::Groups)? else {
+            return Err(CsError::CsErrMessageError);
         };
         let mut items = Vec::new();
         for (name, members) in groups {
