@@ -5,7 +5,7 @@
 //! use totem_node::client::{Client, Event};
 //! use totem_core::Guarantee;
 //!
-//! let mut client = Client::connect(&totem_node::client::socket_path(None)).await?;
+//! let client = Client::connect(&totem_node::client::socket_path(None)).await?;
 //! client.join(b"chat", std::process::id()).await?;
 //! client.send_retrying(Guarantee::Agreed, b"hello".to_vec()).await?;
 //! while let Some(event) = client.next_event().await {
@@ -16,6 +16,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Replies and events share the socket, in the daemon's order, and at most 1024 unread
+//! events are buffered here: a call awaited while nobody reads events can wait behind them.
+//! Read events concurrently with calls ([`Client::next_event`] takes `&self`), as
+//! `examples/chat.rs` does; a client that stops reading altogether is eventually
+//! disconnected by the daemon.
 //!
 //! Flow control is explicit: [`Client::send`] returns [`ClientError::Cpg`] with
 //! [`CpgError::TryAgain`] while the daemon synchronizes or its send queue is full; nothing
@@ -32,6 +38,7 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use totem_core::Guarantee;
+use totem_core::cpg::{CPG_MESSAGE_MAX, GROUP_NAME_MAX};
 pub use totem_core::cpg::{ConnFlags, CpgError, EventKind as Event, GroupName, Process, Reason};
 
 /// Where the daemon's socket is when nothing says otherwise.
@@ -67,7 +74,9 @@ pub struct Client {
     writer: Mutex<tokio::net::unix::OwnedWriteHalf>,
     pending: Pending,
     next_id: AtomicU64,
-    events: mpsc::Receiver<Event>,
+    /// Behind a lock so that [`Client::next_event`] takes `&self` and can run alongside a
+    /// call (see the module docs).
+    events: Mutex<mpsc::Receiver<Event>>,
     node_id: u32,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -131,7 +140,14 @@ impl Client {
                 m.clear();
             }
         });
-        Ok(Client { writer: Mutex::new(wr), pending, next_id: AtomicU64::new(1), events, node_id: 0, reader })
+        Ok(Client {
+            writer: Mutex::new(wr),
+            pending,
+            next_id: AtomicU64::new(1),
+            events: Mutex::new(events),
+            node_id: 0,
+            reader,
+        })
     }
 
     async fn call(&self, request: Request) -> Result<Reply, ClientError> {
@@ -160,16 +176,23 @@ impl Client {
 
     /// Join `group` as process `pid` (usually `std::process::id()`).
     pub async fn join(&self, group: &[u8], pid: u32) -> Result<(), ClientError> {
+        check_group(group)?;
         self.done(Request::Join { group: group.to_vec(), pid }).await
     }
 
     pub async fn leave(&self, group: &[u8]) -> Result<(), ClientError> {
+        check_group(group)?;
         self.done(Request::Leave { group: group.to_vec() }).await
     }
 
     /// Multicast to the joined group. `Err(Cpg(TryAgain))`: nothing sent, retry later.
     pub async fn send(&self, guarantee: Guarantee, payload: impl Into<Bytes>) -> Result<(), ClientError> {
-        self.done(Request::Mcast { guarantee, payload: payload.into() }).await
+        let payload = payload.into();
+        // Refused here: a frame over the IPC limit would make the daemon drop the connection.
+        if payload.len() > CPG_MESSAGE_MAX {
+            return Err(CpgError::TooBig { len: payload.len(), max: CPG_MESSAGE_MAX }.into());
+        }
+        self.done(Request::Mcast { guarantee, payload }).await
     }
 
     /// [`Client::send`], retrying TryAgain with a back-off of 1 to 50 ms (bounded: gives up
@@ -195,6 +218,7 @@ impl Client {
 
     /// The members of any group as the local node knows them.
     pub async fn membership(&self, group: &[u8]) -> Result<Vec<Process>, ClientError> {
+        check_group(group)?;
         match self.call(Request::Membership { group: group.to_vec() }).await? {
             Reply::Members(r) => Ok(r?),
             _ => Err(ClientError::Protocol),
@@ -208,6 +232,16 @@ impl Client {
         }
     }
 
+    /// Ask the daemon to re-read its configuration, as SIGHUP does (root or the daemon's
+    /// user only). Returns once the request is queued; the outcome is in the daemon's log.
+    pub async fn reload(&self) -> Result<(), ClientError> {
+        match self.call(Request::Reload).await? {
+            Reply::ReloadRequested => Ok(()),
+            Reply::Refused(why) => Err(ClientError::Refused(why)),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
     pub async fn status(&self) -> Result<NodeStatus, ClientError> {
         match self.call(Request::Status).await? {
             Reply::Status(s) => Ok(*s),
@@ -217,7 +251,19 @@ impl Client {
 
     /// The next event (deliveries, view changes, Totem view changes), in order; None once
     /// the daemon closed the connection.
-    pub async fn next_event(&mut self) -> Option<Event> {
-        self.events.recv().await
+    ///
+    /// Takes `&self`, so one task (or one branch of a `select!`/`join!`) can read events while
+    /// another awaits a call. Cancel-safe: an event is never lost by dropping the future.
+    pub async fn next_event(&self) -> Option<Event> {
+        self.events.lock().await.recv().await
     }
+}
+
+/// The daemon would refuse a longer name too; checking here also keeps an absurdly long one
+/// from overflowing the IPC frame limit, which would cost the connection.
+fn check_group(group: &[u8]) -> Result<(), ClientError> {
+    if group.len() > GROUP_NAME_MAX {
+        return Err(CpgError::NameTooLong { len: group.len() }.into());
+    }
+    Ok(())
 }

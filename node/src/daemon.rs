@@ -110,6 +110,15 @@ impl Daemon {
         Ok(Daemon { me, socket_path, handle, runtime, server })
     }
 
+    /// Reload requests made over IPC (`totemctl reload`) arrive here; whoever holds the
+    /// receiver reloads, as on SIGHUP. Until this is called, the socket refuses reloads.
+    pub fn reload_requests(&mut self) -> tokio::sync::mpsc::Receiver<()> {
+        // One pending request is enough: a reload reads the newest file anyway.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        self.server.set_reload(tx);
+        rx
+    }
+
     /// Serve until SIGTERM / SIGINT (a clean leave) or a fatal error.
     pub async fn run(self) -> Result<RuntimeStats, DaemonError> {
         let Daemon { handle, runtime, server, socket_path, me } = self;

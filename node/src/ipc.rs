@@ -45,6 +45,8 @@ pub enum Request {
     },
     Groups,
     Status,
+    /// Re-read the configuration, as SIGHUP does (root or the daemon's user only).
+    Reload,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +66,8 @@ pub enum Reply {
     Status(Box<NodeStatus>),
     /// The request is not valid here (e.g. CPG calls before Hello).
     Refused(String),
+    /// The daemon will reload; the outcome is in its log.
+    ReloadRequested,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +116,7 @@ pub struct Access {
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
+    reload: Option<mpsc::Sender<()>>,
 }
 
 impl Server {
@@ -123,7 +128,14 @@ impl Server {
         if path.exists() {
             std::fs::remove_file(path)?;
         }
-        Ok(Server { listener: UnixListener::bind(path)?, path: path.to_path_buf() })
+        Ok(Server { listener: UnixListener::bind(path)?, path: path.to_path_buf(), reload: None })
+    }
+
+    /// Answer [`Request::Reload`] by sending on `reload` (whoever reads it reloads, as on
+    /// SIGHUP). Without it the server refuses reloads. A full channel means a reload is
+    /// already pending, which covers this request too.
+    pub fn set_reload(&mut self, reload: mpsc::Sender<()>) {
+        self.reload = Some(reload);
     }
 
     pub fn path(&self) -> &Path {
@@ -142,22 +154,29 @@ impl Server {
                     continue;
                 }
             };
-            match stream.peer_cred() {
+            // Members of the allowed group may use CPG and query; only root and the
+            // daemon's own user may administer (reload).
+            let admin = match stream.peer_cred() {
                 Ok(cred) => {
-                    let ok = cred.uid() == 0
-                        || Some(cred.uid()) == me
-                        || access.allowed_gid.is_some_and(|g| g == cred.gid());
-                    if !ok {
+                    let admin = cred.uid() == 0 || Some(cred.uid()) == me;
+                    let in_group = access.allowed_gid.is_some_and(|g| g == cred.gid());
+                    if !admin && !in_group {
                         tracing::warn!("IPC: refused a client of uid {} gid {}", cred.uid(), cred.gid());
                         continue;
                     }
+                    admin
                 }
                 Err(e) => {
                     tracing::warn!("IPC: no peer credentials ({e}): refused");
                     continue;
                 }
-            }
-            tokio::spawn(client_session(stream, handle.clone(), client_queue));
+            };
+            let reload = match &self.reload {
+                Some(tx) if admin => Ok(tx.clone()),
+                Some(_) => Err("reload: only root or the daemon's user may reload"),
+                None => Err("reload: this daemon cannot reload"),
+            };
+            tokio::spawn(client_session(stream, handle.clone(), client_queue, reload));
         }
     }
 }
@@ -173,7 +192,13 @@ fn unsafe_free_uid() -> Option<u32> {
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One client: requests in, replies and events out.
-async fn client_session(stream: UnixStream, handle: Handle, client_queue: usize) {
+/// `reload`: where this client's reload requests go, or why it may not make any.
+async fn client_session(
+    stream: UnixStream,
+    handle: Handle,
+    client_queue: usize,
+    reload: Result<mpsc::Sender<()>, &'static str>,
+) {
     let (mut rd, wr) = stream.into_split();
     let (reply_tx, reply_rx) = mpsc::channel::<DaemonMsg>(64);
     let (events_tx, events_rx) = tokio::sync::oneshot::channel::<mpsc::Receiver<ClientEvent>>();
@@ -221,6 +246,15 @@ async fn client_session(stream: UnixStream, handle: Handle, client_queue: usize)
             (Request::Membership { group }, _) => match handle.membership(&group).await {
                 Ok(m) => Reply::Members(m),
                 Err(_) => break,
+            },
+            (Request::Reload, _) => match &reload {
+                Ok(tx) => match tx.try_send(()) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(())) => Reply::ReloadRequested,
+                    Err(mpsc::error::TrySendError::Closed(())) => {
+                        Reply::Refused("reload: the daemon no longer accepts reloads".into())
+                    }
+                },
+                Err(why) => Reply::Refused((*why).into()),
             },
             (_, None) => Reply::Refused("send Hello first".into()),
             (Request::Join { group, pid }, Some(c)) => match handle.join(c, &group, pid).await {

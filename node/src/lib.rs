@@ -7,6 +7,8 @@
 //!   [`transport`], with [`protect`]ion of every packet and a durable [`store`] for the ring
 //!   sequence.
 //! - [`ipc`] and [`client`]: the local Unix socket and the CPG client library.
+//! - [`corosync`]: the client library with the API of the `rust-corosync` crate's `cpg`
+//!   module, so that Corosync CPG programs port by changing an import.
 //! - [`conf`]: corosync.conf syntax, mapped onto the core's [`totem_core::Config`] and the
 //!   node-level settings (node list, crypto, paths, logging), with warnings for everything
 //!   Totem accepts but does not act on.
@@ -19,6 +21,7 @@
 
 pub mod client;
 pub mod conf;
+pub mod corosync;
 pub mod crypto;
 pub mod daemon;
 pub mod fsutil;

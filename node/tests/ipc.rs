@@ -15,6 +15,14 @@ use totem_node::runtime::{Handle, Runtime, RuntimeConfig};
 use totem_node::store::MemStore;
 
 async fn one_node(dir: &std::path::Path, client_queue: usize) -> (Handle, std::path::PathBuf) {
+    one_node_with(dir, client_queue, None).await
+}
+
+async fn one_node_with(
+    dir: &std::path::Path,
+    client_queue: usize,
+    reload: Option<tokio::sync::mpsc::Sender<()>>,
+) -> (Handle, std::path::PathBuf) {
     let socket = totem_node::transport::bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
     let addr = socket.local_addr().unwrap();
     let cfg = RuntimeConfig {
@@ -27,7 +35,10 @@ async fn one_node(dir: &std::path::Path, client_queue: usize) -> (Handle, std::p
         Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(NodeId(1))).unwrap();
     tokio::spawn(async move { rt.run().await.unwrap() });
     let path = dir.join("totem.sock");
-    let server = Server::bind(&path).unwrap();
+    let mut server = Server::bind(&path).unwrap();
+    if let Some(tx) = reload {
+        server.set_reload(tx);
+    }
     let h = handle.clone();
     tokio::spawn(server.serve(h, Access::default(), client_queue));
     for _ in 0..400 {
@@ -124,6 +135,31 @@ async fn cpg_over_ipc_and_misbehaving_clients() {
         }
     }
     drop(stalled);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Goal: a reload request over the socket reaches the daemon's reload channel (repeated
+// requests coalesce while one is pending), and a server without one refuses, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_over_ipc() {
+    let dir = tempdir().join("reload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let (_handle, path) = one_node_with(&dir, 64, Some(tx)).await;
+    let admin = Client::admin(&path).await.unwrap();
+    admin.reload().await.unwrap();
+    admin.reload().await.unwrap();
+    timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    assert!(rx.try_recv().is_err(), "two requests while one was pending make one reload");
+
+    let dir2 = dir.join("plain");
+    std::fs::create_dir_all(&dir2).unwrap();
+    let (_handle2, path2) = one_node(&dir2, 64).await;
+    let admin2 = Client::admin(&path2).await.unwrap();
+    match admin2.reload().await {
+        Err(ClientError::Refused(why)) => assert!(why.contains("cannot reload"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -307,3 +307,23 @@ fn junk_datagrams_change_nothing() {
     assert_eq!(s["ring_seq"], before, "no reconfiguration");
     assert!(s["runtime"]["unknown_source"].as_u64().unwrap() >= 4000);
 }
+
+// Goal: `totemctl reload` makes a running daemon re-read its configuration, as SIGHUP does:
+// the tool says the request was taken, and the daemon's log shows the reload ran.
+#[test]
+fn totemctl_reload_reaches_the_daemon() {
+    let mut cluster = Cluster::new("reload", &addrs("127.0.0.1", 1));
+    cluster.start(1);
+    cluster.wait_members(1, &[1], Duration::from_secs(20));
+    let out = Command::new(TOTEMCTL).arg("--socket").arg(cluster.socket(1)).arg("reload").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reload requested"));
+    let start = Instant::now();
+    while !cluster.log(1).contains("reload: done") {
+        assert!(start.elapsed() < Duration::from_secs(10), "no reload in the log:\n{}", cluster.log(1));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(cluster.log(1).contains("reload requested over IPC"));
+    // The daemon still serves.
+    assert!(cluster.status(1).is_some());
+}

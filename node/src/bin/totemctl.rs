@@ -1,6 +1,6 @@
-//! `totemctl`: the Totem admin tool: key generation, and the running node's ring status,
-//! members, CPG groups and statistics (over the daemon's IPC socket; `--socket PATH` or
-//! `$TOTEM_SOCKET`). Every query has `--json`.
+//! `totemctl`: the Totem admin tool: key generation; the running node's ring status,
+//! members, CPG groups and statistics, and configuration reload (over the daemon's IPC
+//! socket; `--socket PATH` or `$TOTEM_SOCKET`). Every query has `--json`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -50,6 +50,9 @@ enum Command {
     /// The Simple Availability Manager: `sam run ... -- CMD` supervises an application,
     /// `sam status` shows every supervisor on this machine.
     Sam(totem_node::sam::SamRunArgs),
+    /// Make the daemon re-read its configuration (as `kill -HUP`; root or the daemon's
+    /// user). What changed and what needs a restart is in the daemon's log.
+    Reload,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,20 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Reload => match reload(&socket) {
+            Ok(()) => {
+                if cli.json {
+                    println!("{}", serde_json::json!({"reload": "requested"}));
+                } else {
+                    println!("reload requested (the daemon's log says what changed)");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("totemctl: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Keygen { key_file, force, size } => {
             // The parser bounded it to 128..=4096.
             let size = size as usize;
@@ -97,6 +114,14 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn reload(socket: &std::path::Path) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let client = totem_node::client::Client::admin(socket).await.map_err(|e| e.to_string())?;
+        client.reload().await.map_err(|e| e.to_string())
+    })
 }
 
 /// Ask the daemon and render the answer.
@@ -168,7 +193,7 @@ fn query(socket: &std::path::Path, command: &Command, json: bool) -> Result<Stri
                 ]
                 .join("\n")
             }
-            Command::Keygen { .. } | Command::Sam(_) => String::new(),
+            Command::Keygen { .. } | Command::Sam(_) | Command::Reload => String::new(),
         };
         Ok(text)
     })

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let daemon = match totem_node::daemon::Daemon::prepare(&config) {
+        let mut daemon = match totem_node::daemon::Daemon::prepare(&config) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("{e}");
@@ -90,7 +90,8 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!("configuration: {source}");
-        tokio::spawn(watch_reload(cli, config, reload));
+        let requests = daemon.reload_requests();
+        tokio::spawn(watch_reload(cli, config, reload, requests));
         match daemon.run().await {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
@@ -139,12 +140,29 @@ fn init_logging(logging: &conf::LoggingConfig) -> Result<ReloadHandle, String> {
     Ok(handle)
 }
 
-/// SIGHUP: re-read the configuration; apply what can change at run time (the logging
-/// level) and name everything else that changed as needing a restart.
-async fn watch_reload(cli: Cli, mut current: NodeConfig, reload: ReloadHandle) {
+/// SIGHUP or `totemctl reload` (`requests`): re-read the configuration; apply what can
+/// change at run time (the logging level) and name everything else that changed as needing
+/// a restart.
+async fn watch_reload(
+    cli: Cli,
+    mut current: NodeConfig,
+    reload: ReloadHandle,
+    mut requests: tokio::sync::mpsc::Receiver<()>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
-    while hup.recv().await.is_some() {
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot watch SIGHUP ({e}); reload with totemctl reload");
+            None
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(()) = next_signal(&mut hup) => tracing::info!("SIGHUP: reloading the configuration"),
+            Some(()) = requests.recv() => tracing::info!("reload requested over IPC"),
+            else => return,
+        }
         let new = match load(&cli) {
             Ok((c, _)) => c,
             Err(e) => {
@@ -187,6 +205,14 @@ async fn watch_reload(cli: Cli, mut current: NodeConfig, reload: ReloadHandle) {
             );
         }
         current.logging.debug = new.logging.debug;
+    }
+}
+
+/// The next delivery of `signal`; never, without one.
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 
