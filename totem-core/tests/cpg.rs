@@ -418,3 +418,18 @@ fn deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+// Goal: a recorder can tell from `messages_sent` whether a call multicast something: a
+// disconnect of a joined connection announces a PROCDOWN, one of an unjoined does not.
+#[test]
+fn messages_sent_counts_what_the_service_multicasts() {
+    let (mut net, conns) = three_joined();
+    let before = net.nodes[0].stats().messages_sent;
+    let idle = net.with(0, |n, _, _| n.connect(ConnFlags::default()));
+    net.with(0, |n, now, out| n.disconnect(now, idle, out));
+    assert_eq!(net.nodes[0].stats().messages_sent, before);
+    net.with(0, |n, now, out| n.disconnect(now, conns[0], out));
+    assert_eq!(net.nodes[0].stats().messages_sent, before + 1);
+    assert!(net.mcast(1, conns[1], b"x").is_ok());
+    assert_eq!(net.mcast(0, conns[0], b"x"), Err(CpgError::BadHandle));
+}

@@ -199,7 +199,10 @@ impl CpgNode {
         out: &mut Vec<Output>,
     ) -> Result<(), CpgError> {
         match self.node.submit_as(now, bytes, guarantee, class, out) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.service.stats.messages_sent += 1;
+                Ok(())
+            }
             Err(SubmitError::TryAgain) => Err(CpgError::TryAgain),
             Err(SubmitError::TooLarge { len, max }) => Err(CpgError::TooBig { len, max }),
             // CPG messages always carry a header.
@@ -228,7 +231,9 @@ impl CpgNode {
             out.extend(events.drain(..).map(Output::Cpg));
             for m in fx.sync_msgs {
                 // Sync messages are unbounded by design (one joinlist per round).
-                let _ = self.node.submit_as(now, &m, Guarantee::Agreed, Class::Sync, out);
+                if self.node.submit_as(now, &m, Guarantee::Agreed, Class::Sync, out).is_ok() {
+                    self.service.stats.messages_sent += 1;
+                }
             }
             if fx.release {
                 self.node.release_app_traffic(now, out);

@@ -47,6 +47,10 @@ pub struct CpgStats {
     pub unknown_sender: u64,
     pub syncs_completed: u64,
     pub syncs_aborted: u64,
+    /// Totem messages the service multicast (requests, exit notices, joinlists). A recorder
+    /// compares it around a call to learn whether the call multicast something (whether a
+    /// disconnect announced a PROCDOWN, for instance) without mirroring the service's state.
+    pub messages_sent: u64,
 }
 
 /// One synchronization round, for the regular configuration `ring_id`.
