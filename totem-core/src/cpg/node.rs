@@ -222,7 +222,7 @@ impl CpgNode {
                 _ => Effects::default(),
             };
             i += 1;
-            if events.is_empty() && fx.sync_msgs.is_empty() && !fx.release {
+            if events.is_empty() && fx.sync_msgs.is_empty() && fx.release.is_none() {
                 continue;
             }
             // Events belong right after the output that caused them; what is inserted here
@@ -235,7 +235,10 @@ impl CpgNode {
                     self.service.stats.messages_sent += 1;
                 }
             }
-            if fx.release {
+            // Only for the ring the node is on: see `Effects::release`.
+            if let Some(ring) = fx.release
+                && self.node.status().ring_id == ring
+            {
                 self.node.release_app_traffic(now, out);
             }
             out.extend(tail);

@@ -87,8 +87,11 @@ pub(crate) struct Service {
 pub(crate) struct Effects {
     /// Multicast these in the sync class.
     pub(crate) sync_msgs: Vec<Vec<u8>>,
-    /// The round completed: release application traffic.
-    pub(crate) release: bool,
+    /// The round of this ring completed: release application traffic, if the node is still
+    /// on that ring. A round can complete while the node installs the next ring (its last
+    /// joinlist recovered among the old ring's messages): the new ring's traffic must then
+    /// stay held until the new ring's own round completes.
+    pub(crate) release: Option<RingId>,
 }
 
 impl Service {
@@ -343,12 +346,12 @@ impl Service {
                 });
                 fx.sync_msgs.push(self.joinlist(change.ring_id).encode());
                 if self.has_bug(crate::broken::Bug::CpgNoTrafficHold) {
-                    fx.release = true;
+                    fx.release = Some(change.ring_id);
                 }
                 if self.has_bug(crate::broken::Bug::CpgSkipBarrier) {
                     // Apply at once, from this node's own point of view, and let traffic go.
                     self.activate(out);
-                    fx.release = true;
+                    fx.release = Some(change.ring_id);
                 }
             }
         }
@@ -396,8 +399,8 @@ impl Service {
         }
         round.joinlists.entry(n).or_insert(entries);
         if round.members.iter().all(|m| round.joinlists.contains_key(m)) {
+            fx.release = Some(ring_id);
             self.activate(out);
-            fx.release = true;
         }
     }
 
