@@ -77,6 +77,9 @@ pub(crate) struct Service {
     trans: Option<(RingId, Vec<NodeId>)>,
     /// The ring and members of the last completed round.
     synced: Option<(RingId, Vec<NodeId>)>,
+    /// The members of the last completed round that were in every transitional
+    /// configuration since (see [`Service::on_config`]).
+    continuous: Vec<NodeId>,
     pub(crate) stats: CpgStats,
     #[cfg(feature = "broken")]
     bug: Option<crate::broken::Bug>,
@@ -107,6 +110,7 @@ impl Service {
             round: None,
             trans: None,
             synced: None,
+            continuous: Vec::new(),
             stats: CpgStats::default(),
             #[cfg(feature = "broken")]
             bug,
@@ -331,7 +335,13 @@ impl Service {
                     _ => Vec::new(),
                 };
                 let old = self.synced.as_ref().map(|(_, m)| m.clone()).unwrap_or_default();
-                let downlist = old.iter().copied().filter(|n| !trans.contains(n)).collect();
+                // A node that left in any transition since the last completed round is down,
+                // not only one missing from this transition: when the rounds in between
+                // were aborted, it may have come back in this one, but its messages of the
+                // other side were never delivered here, so its processes must leave the
+                // views (and come back with NODEUP) for views and messages to stay in step.
+                self.continuous.retain(|n| trans.contains(n));
+                let downlist = old.iter().copied().filter(|n| !self.continuous.contains(n)).collect();
                 let mut joinlists = BTreeMap::new();
                 if self.has_bug(crate::broken::Bug::CpgKeepJoinlistsOnAbort)
                     && let Some(r) = aborted
@@ -410,6 +420,7 @@ impl Service {
         self.syncing = false;
         self.stats.syncs_completed += 1;
         self.synced = Some((round.ring_id, round.members.clone()));
+        self.continuous = round.members.clone();
 
         // 1. Processes of nodes that left: one NODEDOWN view change per group.
         let mut removed: BTreeMap<GroupName, Vec<(Process, Reason)>> = BTreeMap::new();
