@@ -25,6 +25,11 @@ struct Net {
     /// Pairs (origin, to): frames originated by `origin` never reach `to`, whoever sends
     /// them (retransmissions included; recovery wrappers pass).
     drop_frames: BTreeSet<(u32, u32)>,
+    /// Pairs (origin, to): recovery wrappers originated by `origin` (whoever retransmits
+    /// them) never reach `to`.
+    drop_recovered: BTreeSet<(u32, u32)>,
+    /// Pairs (origin, to) of recovery wrappers delivered so far.
+    recovered_seen: BTreeSet<(u32, u32)>,
 }
 
 impl Net {
@@ -40,6 +45,8 @@ impl Net {
             flight: VecDeque::new(),
             cut: BTreeSet::new(),
             drop_frames: BTreeSet::new(),
+            drop_recovered: BTreeSet::new(),
+            recovered_seen: BTreeSet::new(),
         };
         for i in 0..net.nodes.len() {
             let mut out = Vec::new();
@@ -78,9 +85,19 @@ impl Net {
     fn step(&mut self) -> bool {
         if let Some((from, to, msg)) = self.flight.pop_front() {
             let i = (to.0 - 1) as usize;
-            let dropped = matches!(&msg, Message::Mcast(m)
-                if matches!(m.body, McastBody::Frame(_)) && self.drop_frames.contains(&(m.origin.0, to.0)));
+            let dropped = match &msg {
+                Message::Mcast(m) => match m.body {
+                    McastBody::Frame(_) => self.drop_frames.contains(&(m.origin.0, to.0)),
+                    McastBody::Recovered(_) => self.drop_recovered.contains(&(m.origin.0, to.0)),
+                },
+                _ => false,
+            };
             if self.alive[i] && !self.cut.contains(&(from.0, to.0)) && !dropped {
+                if let Message::Mcast(m) = &msg
+                    && matches!(m.body, McastBody::Recovered(_))
+                {
+                    self.recovered_seen.insert((m.origin.0, to.0));
+                }
                 let mut out = Vec::new();
                 self.nodes[i].handle_message(self.now, from, msg, &mut out);
                 self.apply(i, out);
@@ -126,7 +143,9 @@ impl Net {
     /// The members of the last regular configuration node `i` delivered.
     fn regular(&self, i: usize) -> Option<Vec<u32>> {
         self.log[i].iter().rev().find_map(|o| match o {
-            Output::Config(c) if c.kind == ConfigKind::Regular => Some(c.members.iter().map(|n| n.0).collect()),
+            Output::Config(c) if c.kind == ConfigKind::Regular => {
+                Some(c.members.iter().map(|n| n.0).collect())
+            }
             _ => None,
         })
     }
@@ -494,7 +513,9 @@ fn round_completed_by_recovery_keeps_the_new_ring_held() {
         .expect("totem confchg of {2, 3}");
     let join = evs
         .iter()
-        .position(|k| matches!(k, EventKind::Confchg { joined, .. } if joined == &vec![(p(2, 200), Reason::Join)]))
+        .position(
+            |k| matches!(k, EventKind::Confchg { joined, .. } if joined == &vec![(p(2, 200), Reason::Join)]),
+        )
         .expect("the join of 2:200");
     assert!(join > totem, "join at {join}, totem confchg at {totem}: {evs:#?}");
     assert_eq!(net.confchgs(1, c2)[0].1, vec![(p(2, 200), Reason::Join)]);
@@ -535,7 +556,8 @@ fn node_gone_in_an_aborted_transition_is_reported_down() {
     }
     // Node 1 saw 4:103 go (NODEDOWN) and come back (NODEUP), and never got "alone".
     let changes = net.confchgs(0, conns[0]);
-    let down = changes.iter().position(|(l, _)| l.contains(&(p(4, 103), Reason::NodeDown))).expect("NODEDOWN");
+    let down =
+        changes.iter().position(|(l, _)| l.contains(&(p(4, 103), Reason::NodeDown))).expect("NODEDOWN");
     let up = changes.iter().position(|(_, j)| j.contains(&(p(4, 103), Reason::NodeUp))).expect("NODEUP");
     assert!(down < up);
     assert!(!net.delivered(0, conns[0]).contains(&b"alone".to_vec()));
@@ -555,4 +577,42 @@ fn messages_sent_counts_what_the_service_multicasts() {
     assert_eq!(net.nodes[0].stats().messages_sent, before + 1);
     assert!(net.mcast(1, conns[1], b"x").is_ok());
     assert_eq!(net.mcast(0, conns[0], b"x"), Err(CpgError::BadHandle));
+}
+
+// Goal: an old-ring message a node received (wrapped) during a recovery that is then
+// abandoned stays with that node: it re-sends it in the next attempt, so the message
+// survives its sender's crash (found by the simulator: the wrappers were dropped with the
+// abandoned ring while the node's Receive probe had announced the message, and TOT-8 saw a
+// member install the next ring without a message another member had held).
+#[test]
+fn message_recovered_in_an_abandoned_recovery_is_kept() {
+    let mut net = Net::new(4);
+    net.run_for(SETTLE);
+    let conns: Vec<ConnId> = (0..3).map(|i| net.join(i, b"g", 100 + i as u32).unwrap()).collect();
+    net.run_for(Duration::from_secs(1));
+    // Node 3's next message reaches nobody, and node 4 dies as soon as it is sent: the token
+    // is lost and {1, 2, 3} recover.
+    net.drop_frames.extend([(3, 1), (3, 2), (3, 4)]);
+    let frames_sent = |n: &Net| {
+        n.log[2].iter().filter(|o| matches!(o, Output::Send { msg: Message::Mcast(_), .. })).count()
+    };
+    let before = frames_sent(&net);
+    net.mcast(2, conns[2], b"only node 3 has it").unwrap();
+    assert!(net.step_until(|n| frames_sent(n) > before));
+    net.crash(3);
+    // Node 3 re-sends it in recovery; its wrappers reach node 1, never node 2, so that
+    // recovery cannot finish. Node 3 dies once node 1 has the message: the recovery is
+    // abandoned, and {1, 2} recover again.
+    net.drop_recovered.insert((3, 2));
+    assert!(net.step_until(|n| n.recovered_seen.contains(&(3, 1))), "node 3 re-sends in recovery");
+    net.crash(2);
+    net.run_for(SETTLE);
+    assert_eq!(net.synced(0), Some(vec![1, 2]));
+    for i in 0..2 {
+        assert!(
+            net.delivered(i, conns[i]).contains(&b"only node 3 has it".to_vec()),
+            "node {} delivers the message node 1 recovered",
+            i + 1
+        );
+    }
 }
