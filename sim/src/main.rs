@@ -120,6 +120,10 @@ struct LimitArgs {
     /// Every node starts at time zero.
     #[arg(long)]
     no_late_join: bool,
+    /// Run the CPG service on every node with simulated client connections (join, leave,
+    /// multicast, exit), judged by the CPG properties too.
+    #[arg(long)]
+    cpg: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +176,7 @@ impl LimitArgs {
                 (false, Start::Mixed) => StartChoice::Mixed,
             },
             token_ms: self.token_ms,
+            cpg: self.cpg,
         }
     }
 
@@ -228,6 +233,7 @@ impl LimitArgs {
             (self.no_swizzle, " --no-swizzle"),
             (self.no_slow_large, " --no-slow-large"),
             (self.no_late_join, " --no-late-join"),
+            (self.cpg, " --cpg"),
         ];
         for (on, flag) in flags {
             if on {
