@@ -387,6 +387,24 @@ fn sweep(seeds: u64, start: u64, jobs: Option<usize>, json: bool, args: &LimitAr
             messages.load(Ordering::Relaxed),
         );
         println!("faults: {}", faults.text());
+        if limits.cpg {
+            let c = &faults.cpg;
+            println!(
+                "cpg clients: {} connections, {} joins, {} leaves, {} exits, {} multicasts ({} of 64 KiB or more), {} TryAgain, {} refused; {} deliveries, {} confchgs, {} totem confchgs, {} snapshots",
+                c.connects,
+                c.joins,
+                c.leaves,
+                c.exits,
+                c.mcasts,
+                c.large,
+                c.try_again,
+                c.refused,
+                c.delivered,
+                c.confchgs,
+                c.totem_confchgs,
+                c.snapshots
+            );
+        }
     }
     if failures.is_empty() && errors.is_empty() { Ok(()) } else { std::process::exit(1) }
 }
@@ -405,6 +423,7 @@ struct FaultTotals {
     configs: u64,
     /// Highest events per simulated second of any seed, and that seed.
     peak: (u64, u64),
+    cpg: sim::world::CpgCounts,
 }
 
 impl FaultTotals {
@@ -418,6 +437,7 @@ impl FaultTotals {
         self.link_changes += r.stats.link_changes;
         self.configs += r.stats.configs;
         self.cold_runs += u64::from(r.opts.start == sim::StartMode::Cold);
+        self.cpg.add(&r.stats.cpg);
         if r.stats.peak_events_per_sec > self.peak.0 {
             self.peak = (r.stats.peak_events_per_sec, r.opts.seed);
         }

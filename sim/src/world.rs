@@ -299,6 +299,27 @@ pub struct CpgCounts {
     pub backlog: u64,
 }
 
+impl CpgCounts {
+    /// Add another run's counts (for sweep totals).
+    pub fn add(&mut self, o: &CpgCounts) {
+        self.connects += o.connects;
+        self.exits += o.exits;
+        self.joins += o.joins;
+        self.leaves += o.leaves;
+        self.mcasts += o.mcasts;
+        self.try_again += o.try_again;
+        self.refused += o.refused;
+        self.delivered += o.delivered;
+        self.confchgs += o.confchgs;
+        self.totem_confchgs += o.totem_confchgs;
+        self.snapshots += o.snapshots;
+        self.large += o.large;
+        self.joinlists += o.joinlists;
+        self.unexplained += o.unexplained;
+        self.backlog += o.backlog;
+    }
+}
+
 pub struct World {
     pub opts: Options,
     pub now: Time,
