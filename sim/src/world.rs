@@ -295,8 +295,6 @@ pub struct CpgCounts {
     pub joinlists: u64,
     /// Delivered joins and leaves that no accepted request explains (must stay 0).
     pub unexplained: u64,
-    /// Scripted multicasts still waiting for a joined client at the end.
-    pub backlog: u64,
 }
 
 impl CpgCounts {
@@ -316,7 +314,6 @@ impl CpgCounts {
         self.large += o.large;
         self.joinlists += o.joinlists;
         self.unexplained += o.unexplained;
-        self.backlog += o.backlog;
     }
 }
 
