@@ -100,3 +100,18 @@ fn cpg_all_faults_short_token() {
 fn cpg_all_faults_drawn_timing() {
     sweep(&Limits { cpg: true, safety_secs: 10, ..Limits::default() }, 1026..1059);
 }
+
+// The spec conflict of the module documentation, pinned: in seed 230 node 6 leaves node 3's
+// configuration in a transition whose round is aborted and is back in the transitional
+// configuration of the next, completed round; node 3 reports its process NODEDOWN (then
+// NODEUP), which CPG-8 rejects. Fails until CPG-8's NODEDOWN rule counts every transitional
+// configuration since the receiver's last completed round (as its NODEUP rule already
+// accounts for aborted rounds). Run with `cargo test -p sim --test cpg_sweep -- --ignored`.
+#[test]
+#[ignore = "CPG-8's NODEDOWN rule does not account for aborted synchronization rounds (see the module docs)"]
+fn cpg8_nodedown_after_an_aborted_round() {
+    let limits = Limits { cpg: true, safety_secs: 10, token_ms: Some(300), ..Limits::default() };
+    let report = sim::run(Options::draw(230, &limits)).expect("run");
+    let v: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+    assert!(report.passed(), "{v:#?}");
+}
