@@ -28,7 +28,18 @@
 //! at 2000ms send 2 x10              node 2's application submits 10 small messages
 //! at 2000ms send-large 2 x3 200000B node 2's application submits 3 large messages
 //! at 2000ms traffic off             background workload off (on: back on)
+//! at 2000ms cpg-join 3 "g"          CPG nodes: a new connection on node 3 joins group g
+//! at 2000ms cpg-churn off           CPG clients stop connecting, joining, leaving, exiting
+//! at 0ms when reg at 4 = 1,2,3,4: pause 4 for 9000ms
+//!                                   armed now; fires (once) when node 4 installs a regular
+//!                                   configuration with exactly these members
+//! at 0ms when joinlist at 1 from 3: crash 3
+//!                                   fires when node 1 delivers a CPG joinlist of node 3
 //! ```
+//!
+//! A `when` action is carried out right after the output batch in which its trigger
+//! happened, before anything else runs: it can hit a node at an exact protocol step (inside
+//! a synchronization round, say), which a time cannot do reliably.
 
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -79,6 +90,32 @@ pub enum Action {
     SendLarge { node: u32, count: u64, bytes: usize },
     /// Background (random) application traffic on or off.
     Traffic(bool),
+    /// CPG nodes: a new client connection on `node` joins `group` (with a fresh pid).
+    CpgJoin { node: u32, group: Vec<u8> },
+    /// CPG clients' churn (connect, join, leave, exit, refused requests) on or off;
+    /// multicasts follow [`Action::Traffic`].
+    CpgChurn(bool),
+    /// Arm `then`: it is carried out once, right after the output batch in which `trigger`
+    /// happens.
+    When { trigger: Trigger, then: Box<Action> },
+}
+
+/// A protocol step that fires a [`Action::When`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Trigger {
+    /// `node` delivers a regular configuration with exactly `members` (sorted).
+    Regular { node: u32, members: Vec<u32> },
+    /// Node `at` delivers a CPG joinlist (synchronization message) sent by node `from`.
+    Joinlist { at: u32, from: u32 },
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::Regular { node, members } => write!(f, "reg at {node} = {}", list(members)),
+            Trigger::Joinlist { at, from } => write!(f, "joinlist at {at} from {from}"),
+        }
+    }
 }
 
 /// An action and when it happens (nanoseconds of simulated time).
@@ -123,6 +160,9 @@ impl fmt::Display for Action {
             Action::Send { node, count } => write!(f, "send {node} x{count}"),
             Action::SendLarge { node, count, bytes } => write!(f, "send-large {node} x{count} {bytes}B"),
             Action::Traffic(on) => write!(f, "traffic {}", if *on { "on" } else { "off" }),
+            Action::CpgJoin { node, group } => write!(f, "cpg-join {node} {}", spec::trace::fmt_group(group)),
+            Action::CpgChurn(on) => write!(f, "cpg-churn {}", if *on { "on" } else { "off" }),
+            Action::When { trigger, then } => write!(f, "when {trigger}: {then}"),
         }
     }
 }

@@ -16,6 +16,7 @@
 //!   judged by the spec (the convergence bound is documented there).
 //! - [`scenario`]: scripted runs (named regression scenarios).
 
+pub mod cpg;
 pub mod faults;
 pub mod options;
 pub mod payload;
@@ -24,7 +25,8 @@ pub mod run;
 pub mod scenario;
 pub mod world;
 
-pub use faults::{Action, FaultKinds, Timed};
+pub use cpg::CpgWorkload;
+pub use faults::{Action, FaultKinds, Timed, Trigger};
 pub use options::{Limits, Options, StartChoice, StartMode};
 pub use run::{RunReport, run, run_world};
 pub use scenario::{Scenario, ScenarioReport};

@@ -120,6 +120,10 @@ struct LimitArgs {
     /// Every node starts at time zero.
     #[arg(long)]
     no_late_join: bool,
+    /// Run the CPG service on every node with simulated client connections (join, leave,
+    /// multicast, exit), judged by the CPG properties too.
+    #[arg(long)]
+    cpg: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +176,7 @@ impl LimitArgs {
                 (false, Start::Mixed) => StartChoice::Mixed,
             },
             token_ms: self.token_ms,
+            cpg: self.cpg,
         }
     }
 
@@ -228,6 +233,7 @@ impl LimitArgs {
             (self.no_swizzle, " --no-swizzle"),
             (self.no_slow_large, " --no-slow-large"),
             (self.no_late_join, " --no-late-join"),
+            (self.cpg, " --cpg"),
         ];
         for (on, flag) in flags {
             if on {
@@ -381,6 +387,24 @@ fn sweep(seeds: u64, start: u64, jobs: Option<usize>, json: bool, args: &LimitAr
             messages.load(Ordering::Relaxed),
         );
         println!("faults: {}", faults.text());
+        if limits.cpg {
+            let c = &faults.cpg;
+            println!(
+                "cpg clients: {} connections, {} joins, {} leaves, {} exits, {} multicasts ({} of 64 KiB or more), {} TryAgain, {} refused; {} deliveries, {} confchgs, {} totem confchgs, {} snapshots",
+                c.connects,
+                c.joins,
+                c.leaves,
+                c.exits,
+                c.mcasts,
+                c.large,
+                c.try_again,
+                c.refused,
+                c.delivered,
+                c.confchgs,
+                c.totem_confchgs,
+                c.snapshots
+            );
+        }
     }
     if failures.is_empty() && errors.is_empty() { Ok(()) } else { std::process::exit(1) }
 }
@@ -399,6 +423,7 @@ struct FaultTotals {
     configs: u64,
     /// Highest events per simulated second of any seed, and that seed.
     peak: (u64, u64),
+    cpg: sim::world::CpgCounts,
 }
 
 impl FaultTotals {
@@ -412,6 +437,7 @@ impl FaultTotals {
         self.link_changes += r.stats.link_changes;
         self.configs += r.stats.configs;
         self.cold_runs += u64::from(r.opts.start == sim::StartMode::Cold);
+        self.cpg.add(&r.stats.cpg);
         if r.stats.peak_events_per_sec > self.peak.0 {
             self.peak = (r.stats.peak_events_per_sec, r.opts.seed);
         }

@@ -2,6 +2,7 @@
 //! testing: each seed turns faults on or off and picks their rates, so different seeds
 //! explore different corners).
 
+use crate::cpg::CpgWorkload;
 use crate::faults::{FaultKinds, FaultMix, Timed, draw_schedule};
 use crate::rng::Rng;
 use core::time::Duration;
@@ -123,6 +124,9 @@ pub struct Limits {
     /// Base token timeout in ms (Corosync's `token`); None: drawn per seed from 300, 1000
     /// and 3000 ms. The other timeouts follow Corosync's derivations.
     pub token_ms: Option<u64>,
+    /// Run the CPG service on every node, used by simulated client connections
+    /// ([`crate::cpg`]), instead of plain Totem nodes with raw applications.
+    pub cpg: bool,
 }
 
 impl Limits {
@@ -154,6 +158,7 @@ impl Default for Limits {
             faults: FaultKinds::all(),
             start: StartChoice::Mixed,
             token_ms: None,
+            cpg: false,
         }
     }
 }
@@ -201,6 +206,9 @@ pub struct Options {
     /// Corosync's `send_join`: random delay up to this before each JOIN (0: none).
     #[serde(default)]
     pub send_join_ms: u64,
+    /// CPG nodes and their clients' behaviour; None: plain Totem nodes.
+    #[serde(default)]
+    pub cpg: Option<CpgWorkload>,
 }
 
 impl Options {
@@ -257,6 +265,8 @@ impl Options {
         let pause_queue_max = frng.range(8, 512) as usize;
         let fsync_max_ns = *frng.pick(&[0, 1_000_000, 20_000_000, 200_000_000]).unwrap_or(&0);
         let send_join_ms = *frng.pick(&[0, 0, 10, 50]).unwrap_or(&0);
+        // A stream of its own: plain runs draw exactly what they drew before CPG existed.
+        let cpg = limits.cpg.then(|| CpgWorkload::draw(&mut Rng::new(seed).fork(6), limits.message_max));
         Options {
             seed,
             nodes,
@@ -287,6 +297,7 @@ impl Options {
             pause_queue_max,
             fsync_max_ns,
             send_join_ms,
+            cpg,
         }
     }
 

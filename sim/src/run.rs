@@ -15,8 +15,13 @@
 //!    delivered (quiescence), and at least until the convergence deadline
 //!    `healed_at + B`; it gives up at `healed_at + max(liveness_ns, B + token + consensus)`.
 //!
-//! Every safety property is checked over the whole trace; LIVE-1 and LIVE-2 over the
-//! window `{healed_at, deadline: healed_at + B, live: S}`.
+//! Every safety property is checked over the whole trace; LIVE-1 and LIVE-2 (and, for CPG
+//! runs, CPG-7 and CPG-11) over the window `{healed_at, deadline: healed_at + B, live: S}`.
+//!
+//! CPG runs ([`Options::cpg`]): at the heal the clients stop connecting, joining, leaving
+//! and exiting (their multicasts go on until `liveness_send_ns`), so that every group
+//! settles and CPG-11 can compare the final views with the trace's ground truth; and
+//! quiescence also waits for every live node's synchronization round to complete.
 //!
 //! # The convergence bound
 //!
@@ -102,8 +107,10 @@ pub fn run_world(opts: Options) -> anyhow::Result<(RunReport, World)> {
     let safety_end = Time(opts.safety_ns);
     let mut exhausted = !world.run_until(safety_end);
 
-    // Liveness phase.
+    // Liveness phase. CPG clients stop connecting, joining, leaving and exiting (their
+    // multicasts go on until `send_stop`), so that the groups settle for CPG-11.
     world.heal_all(opts.liveness_restart, opts.liveness_keep_state);
+    world.churn = false;
     let healed_at = world.now;
     let live = world.live_set();
     let bound = convergence_bound(&opts);
@@ -123,7 +130,7 @@ pub fn run_world(opts: Options) -> anyhow::Result<(RunReport, World)> {
     while !exhausted && world.now < end {
         let next = (world.now + step).min(end);
         exhausted = !world.run_until(next);
-        if world.converged().is_some() && world.now >= next_full_check {
+        if world.converged().is_some() && world.cpg_settled() && world.now >= next_full_check {
             if world.undelivered() == 0 {
                 quiesced_at = Some(world.now);
                 break;
@@ -166,6 +173,16 @@ pub fn sim_violations(world: &World, exhausted: bool) -> Vec<Violation> {
         violations.push(Violation {
             property: "SIM-payload",
             message: format!("{} deliveries differ from what was sent", world.stats.corrupt_payloads),
+            events: Vec::new(),
+        });
+    }
+    if world.stats.cpg.unexplained > 0 {
+        violations.push(Violation {
+            property: "SIM-cpg-id",
+            message: format!(
+                "{} delivered CPG joins or leaves match no accepted request of their origin",
+                world.stats.cpg.unexplained
+            ),
             events: Vec::new(),
         });
     }

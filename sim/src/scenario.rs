@@ -28,7 +28,8 @@
 //! action (a pause counts until its resume) to the deadline, with the nodes running at the
 //! end as the live set.
 
-pub use crate::faults::{Action, Timed};
+use crate::cpg::CpgWorkload;
+pub use crate::faults::{Action, Timed, Trigger};
 use crate::options::{NetParams, Options, StartMode, Workload};
 use crate::rng::Rng;
 use crate::run::{convergence_bound, epoch, sim_violations, spec_params, trace_hash};
@@ -62,6 +63,8 @@ pub struct Scenario {
     pub max_messages: u32,
     pub wire: bool,
     pub bug: Option<Bug>,
+    /// CPG nodes with simulated clients; None: plain nodes.
+    pub cpg: Option<CpgWorkload>,
 }
 
 impl Scenario {
@@ -93,6 +96,7 @@ impl Scenario {
             max_messages: 17,
             wire: true,
             bug: None,
+            cpg: None,
         }
     }
 
@@ -151,6 +155,20 @@ impl Scenario {
 
     pub fn workload(mut self, workload: Workload) -> Self {
         self.workload = workload;
+        self
+    }
+
+    /// Run the CPG service on every node with [`CpgWorkload::standard`] clients. Their
+    /// churn (connect, join, leave, exit) stops at the last action, so that the groups
+    /// settle before the liveness checks (CPG-7, CPG-11); multicasts go on like background
+    /// traffic.
+    pub fn cpg(self) -> Self {
+        self.cpg_workload(CpgWorkload::standard())
+    }
+
+    /// Run the CPG service with these clients.
+    pub fn cpg_workload(mut self, w: CpgWorkload) -> Self {
+        self.cpg = Some(w);
         self
     }
 
@@ -232,6 +250,9 @@ impl Scenario {
         if !self.workload.enabled {
             let _ = writeln!(s, "traffic off");
         }
+        if self.cpg.is_some() {
+            let _ = writeln!(s, "cpg on");
+        }
         for t in self.sorted_actions() {
             let _ = writeln!(s, "{t}");
         }
@@ -278,6 +299,7 @@ impl Scenario {
             pause_queue_max: 128,
             fsync_max_ns: 1_000_000,
             send_join_ms: 0,
+            cpg: self.cpg.clone(),
         }
     }
 
@@ -308,7 +330,14 @@ impl Scenario {
                 "broken variants need --features broken".into(),
             );
         }
-        let mut exhausted = !world.run_until(send_stop);
+        let mut exhausted = false;
+        if self.cpg.is_some() && last < send_stop {
+            exhausted = !world.run_until(last);
+            world.churn = false;
+        }
+        if !exhausted {
+            exhausted = !world.run_until(send_stop);
+        }
         world.submitting = false;
         if !exhausted {
             exhausted = !world.run_until(end);
@@ -457,7 +486,8 @@ impl ScenarioReport {
     }
 
     /// Every lifecycle and membership event of the trace (start, state lost, crash, leave,
-    /// protocol state changes, commits, configurations), one per line.
+    /// protocol state changes, commits, configurations, CPG joins, leaves, exits and view
+    /// changes), one per line.
     pub fn membership_log(&self) -> String {
         let mut s = String::new();
         let Some(trace) = self.trace() else { return s };
@@ -471,6 +501,11 @@ impl ScenarioReport {
                     | EventKind::State { .. }
                     | EventKind::Commit { .. }
                     | EventKind::Config { .. }
+                    | EventKind::CpgJoin { .. }
+                    | EventKind::CpgLeave { .. }
+                    | EventKind::CpgExit { .. }
+                    | EventKind::CpgConfchg { .. }
+                    | EventKind::CpgTotemConfchg { .. }
             );
             if shown {
                 let _ = writeln!(
@@ -486,7 +521,8 @@ impl ScenarioReport {
         s
     }
 
-    fn trace(&self) -> Option<&spec::trace::Trace> {
+    /// The recorded trace (None if the world could not be built).
+    pub fn trace(&self) -> Option<&spec::trace::Trace> {
         self.world.as_ref().map(|w| &w.trace)
     }
 

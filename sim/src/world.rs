@@ -1,12 +1,14 @@
-//! The simulated world: N real `totem-core` nodes, a seeded lossy network with a
-//! connectivity matrix, simulated applications, process faults (crash, restart, pause,
-//! clean leave), and the trace recorder.
+//! The simulated world: N real `totem-core` nodes (plain Totem nodes, or nodes running the
+//! CPG service with simulated client connections, see [`crate::cpg`]), a seeded lossy
+//! network with a connectivity matrix, simulated applications, process faults (crash,
+//! restart, pause, clean leave), and the trace recorder.
 //!
 //! Everything happens in one thread in simulated time: the next event is the earliest of
 //! the pending packet deliveries, application ticks, scheduled actions and the running
 //! nodes' armed timers. Ties are broken by insertion order, so a seed replays exactly.
 
-use crate::faults::{Action, Links};
+use crate::cpg::{self as client, Client, ClientState, CpgWorkload, Ledger, ReqKey, Wire};
+use crate::faults::{Action, Links, Trigger};
 use crate::options::{NetParams, Options, StartMode};
 use crate::payload;
 use crate::rng::Rng;
@@ -14,8 +16,11 @@ use bytes::Bytes;
 use spec::trace::{ConfKind, EventKind, MsgId, ProtoState, Ring, Slot, Trace};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
-use totem_core::node::{ConfigChange, Delivery};
+use std::sync::Arc;
+use totem_core::cpg::{ConnFlags, CpgError, CpgNode, Event as CpgEvent, EventKind as CpgEventKind, Process};
+use totem_core::node::{ConfigChange, Delivery, Status};
 use totem_core::srp::State;
+use totem_core::timer::TimerKind;
 use totem_core::{
     ConfigKind, Dest, Guarantee, Message, Node, NodeId, Output, Probe, RingId, SubmitError, Time,
 };
@@ -36,16 +41,92 @@ pub enum Life {
     Left,
 }
 
+/// The protocol core of a simulated machine: a plain Totem node, whose application submits
+/// raw messages, or a node with the CPG service on top, used by CPG client connections.
+#[derive(Debug)]
+pub enum Core {
+    Plain(Box<Node>),
+    Cpg(Box<CpgNode>),
+}
+
+impl Core {
+    fn build(cpg: bool, node: Node) -> Core {
+        if cpg { Core::Cpg(Box::new(CpgNode::new(node))) } else { Core::Plain(Box::new(node)) }
+    }
+
+    /// The Totem node (inside the CPG service, if any).
+    pub fn node(&self) -> &Node {
+        match self {
+            Core::Plain(n) => n,
+            Core::Cpg(c) => c.node(),
+        }
+    }
+
+    pub fn cpg(&self) -> Option<&CpgNode> {
+        match self {
+            Core::Plain(_) => None,
+            Core::Cpg(c) => Some(c),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.node().status()
+    }
+
+    pub fn poll_timeout(&self) -> Option<(Time, TimerKind)> {
+        match self {
+            Core::Plain(n) => n.poll_timeout(),
+            Core::Cpg(c) => c.poll_timeout(),
+        }
+    }
+
+    fn start(&mut self, now: Time, out: &mut Vec<Output>) {
+        match self {
+            Core::Plain(n) => n.start(now, out),
+            Core::Cpg(c) => c.start(now, out),
+        }
+    }
+
+    fn handle_message(&mut self, now: Time, from: NodeId, msg: Message, out: &mut Vec<Output>) {
+        match self {
+            Core::Plain(n) => n.handle_message(now, from, msg, out),
+            Core::Cpg(c) => c.handle_message(now, from, msg, out),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Time, kind: TimerKind, out: &mut Vec<Output>) {
+        match self {
+            Core::Plain(n) => n.handle_timeout(now, kind, out),
+            Core::Cpg(c) => c.handle_timeout(now, kind, out),
+        }
+    }
+
+    fn ring_seq_persisted(&mut self, now: Time, seq: u64, out: &mut Vec<Output>) {
+        match self {
+            Core::Plain(n) => n.ring_seq_persisted(now, seq, out),
+            Core::Cpg(c) => c.ring_seq_persisted(now, seq, out),
+        }
+    }
+
+    fn shutdown(&mut self, now: Time, out: &mut Vec<Output>) {
+        match self {
+            Core::Plain(n) => n.shutdown(now, out),
+            Core::Cpg(c) => c.shutdown(now, out),
+        }
+    }
+}
+
 /// One simulated machine: a core, its disk, and the application using it.
 #[derive(Debug)]
 pub struct SimNode {
-    pub node: Node,
+    pub node: Core,
     /// 0 for the first start, +1 at every restart.
     pub incarnation: u32,
     pub life: Life,
     /// The ring sequence the core last asked to persist (survives crashes, not wipes).
     pub disk: Option<u64>,
-    /// Next message counter of this incarnation's application.
+    /// Next message counter of this incarnation's application (for CPG nodes: of every
+    /// `CpgMcast` attempt and every Totem message the clients cause, see [`crate::cpg`]).
     pub counter: u64,
     /// A message the application wants to send but was told to retry.
     pub retry: Option<(Vec<u8>, Guarantee)>,
@@ -60,10 +141,14 @@ pub struct SimNode {
     pub last_config: Option<(ConfKind, Ring, Vec<u32>)>,
     /// When this incarnation delivered it.
     pub last_config_at: Time,
+    /// CPG nodes: this incarnation's client connections, in connection order.
+    pub clients: Vec<Client>,
+    /// The next fresh pid. Never reset: a restarted node runs new processes.
+    next_pid: u32,
 }
 
 impl SimNode {
-    fn new(node: Node, life: Life) -> SimNode {
+    fn new(node: Core, life: Life) -> SimNode {
         SimNode {
             node,
             incarnation: 0,
@@ -77,6 +162,8 @@ impl SimNode {
             pause_id: 0,
             last_config: None,
             last_config_at: Time::ZERO,
+            clients: Vec::new(),
+            next_pid: 1000,
         }
     }
 
@@ -181,6 +268,53 @@ pub struct WorldStats {
     pub persists: u64,
     /// Most events processed within one second of simulated time.
     pub peak_events_per_sec: u64,
+    pub cpg: CpgCounts,
+}
+
+/// What the CPG clients did in one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpgCounts {
+    pub connects: u64,
+    pub exits: u64,
+    /// Requests answered Ok.
+    pub joins: u64,
+    pub leaves: u64,
+    pub mcasts: u64,
+    /// Multicasts refused with TryAgain (each retried as a new message).
+    pub try_again: u64,
+    /// Requests refused otherwise (Exist, Busy, NotExist, NameTooLong, ...).
+    pub refused: u64,
+    /// Callbacks: deliveries, confchgs, totem confchgs (recorded ones), snapshots.
+    pub delivered: u64,
+    pub confchgs: u64,
+    pub totem_confchgs: u64,
+    pub snapshots: u64,
+    /// Multicasts of at least 64 KiB accepted.
+    pub large: u64,
+    /// Synchronization messages delivered (not recorded, see [`crate::cpg`]).
+    pub joinlists: u64,
+    /// Delivered joins and leaves that no accepted request explains (must stay 0).
+    pub unexplained: u64,
+}
+
+impl CpgCounts {
+    /// Add another run's counts (for sweep totals).
+    pub fn add(&mut self, o: &CpgCounts) {
+        self.connects += o.connects;
+        self.exits += o.exits;
+        self.joins += o.joins;
+        self.leaves += o.leaves;
+        self.mcasts += o.mcasts;
+        self.try_again += o.try_again;
+        self.refused += o.refused;
+        self.delivered += o.delivered;
+        self.confchgs += o.confchgs;
+        self.totem_confchgs += o.totem_confchgs;
+        self.snapshots += o.snapshots;
+        self.large += o.large;
+        self.joinlists += o.joinlists;
+        self.unexplained += o.unexplained;
+    }
 }
 
 pub struct World {
@@ -197,6 +331,8 @@ pub struct World {
     pub submitting: bool,
     /// Random background traffic on.
     pub traffic: bool,
+    /// CPG clients connect, join, leave and exit (multicasts follow `traffic`).
+    pub churn: bool,
     /// Problems of the simulator itself (a core refusing a valid configuration).
     pub errors: Vec<String>,
     /// Set when more than `opts.max_events_per_sec` events happened within one simulated
@@ -207,6 +343,15 @@ pub struct World {
     net_rng: Rng,
     app_rng: Rng,
     disk_rng: Rng,
+    /// CPG clients' choices (a stream of its own: plain runs draw exactly as before).
+    cpg_rng: Rng,
+    /// The CPG clients' behaviour; None: plain nodes.
+    cpg: Option<Arc<CpgWorkload>>,
+    ledger: Ledger,
+    /// Armed `when` actions.
+    triggers: Vec<(Trigger, Action)>,
+    /// Actions whose trigger fired during the current output batch.
+    fired: Vec<Action>,
     heap: BinaryHeap<Reverse<Scheduled>>,
     order: u64,
     scratch: Vec<Output>,
@@ -236,6 +381,8 @@ impl World {
         let net_rng = rng.fork(1);
         let app_rng = rng.fork(2);
         let disk_rng = rng.fork(3);
+        let cpg_rng = rng.fork(4);
+        let cpg = opts.cpg.is_some();
         let late: BTreeSet<u32> = opts
             .schedule
             .iter()
@@ -252,14 +399,17 @@ impl World {
             let early = first.contains(&id);
             let mut sim = if early && opts.start == StartMode::Formed {
                 let mut n = SimNode::new(
-                    Node::new_on_ring(opts.node_config(id.0, 0), id, ring_id, &first)?,
+                    Core::build(cpg, Node::new_on_ring(opts.node_config(id.0, 0), id, ring_id, &first)?),
                     Life::NotStarted,
                 );
                 // A formed ring stands for one these nodes formed and persisted.
                 n.disk = Some(ring_id.seq);
                 n
             } else {
-                SimNode::new(Node::new(opts.node_config(id.0, 0), id, None)?, Life::NotStarted)
+                SimNode::new(
+                    Core::build(cpg, Node::new(opts.node_config(id.0, 0), id, None)?),
+                    Life::NotStarted,
+                )
             };
             sim.life = Life::NotStarted;
             nodes.push(sim);
@@ -268,6 +418,8 @@ impl World {
             net: opts.net.clone(),
             links: Links::connected_all(opts.nodes),
             traffic: opts.workload.enabled,
+            churn: true,
+            cpg: opts.cpg.clone().map(Arc::new),
             opts,
             now: Time::ZERO,
             nodes,
@@ -281,6 +433,10 @@ impl World {
             net_rng,
             app_rng,
             disk_rng,
+            cpg_rng,
+            ledger: Ledger::default(),
+            triggers: Vec::new(),
+            fired: Vec::new(),
             heap: BinaryHeap::new(),
             order: 0,
             scratch: Vec::new(),
@@ -487,6 +643,9 @@ impl World {
             Action::Send { node, count } => self.queue_sends(node, count, SCRIPTED_SMALL),
             Action::SendLarge { node, count, bytes } => self.queue_sends(node, count, bytes),
             Action::Traffic(on) => self.traffic = on,
+            Action::CpgJoin { node, ref group } => self.scripted_join(node, group),
+            Action::CpgChurn(on) => self.churn = on,
+            Action::When { ref trigger, ref then } => self.triggers.push((trigger.clone(), (**then).clone())),
         }
     }
 
@@ -510,7 +669,7 @@ impl World {
         let disk = sim.disk;
         let config = self.opts.node_config(n, sim.incarnation);
         match Node::new(config, NodeId(n), disk) {
-            Ok(node) => sim.node = node,
+            Ok(node) => sim.node = Core::build(self.cpg.is_some(), node),
             Err(e) => {
                 self.errors.push(format!("node {n}: Node::new refused the configuration: {e}"));
                 return;
@@ -534,6 +693,7 @@ impl World {
         sim.paused_queue.clear();
         sim.paused_persists.clear();
         sim.last_config = None;
+        sim.clients.clear();
         let incarnation = sim.incarnation;
         self.record(id, EventKind::Start);
         let mut out = std::mem::take(&mut self.scratch);
@@ -550,6 +710,8 @@ impl World {
             && sim.alive()
         {
             sim.life = Life::Crashed;
+            // Its connections die with the incarnation.
+            sim.clients.clear();
             sim.paused_queue.clear();
             sim.paused_persists.clear();
             self.stats.crashes += 1;
@@ -566,6 +728,7 @@ impl World {
             self.apply_outputs(id, &mut out);
             self.scratch = out;
             self.nodes[i].life = Life::Left;
+            self.nodes[i].clients.clear();
             self.stats.leaves += 1;
             self.record(id, EventKind::Leave);
         }
@@ -597,6 +760,7 @@ impl World {
     /// (keeping their state if `keep_state`). Actions still queued are dropped.
     pub fn heal_all(&mut self, restart_dead: bool, keep_state: bool) {
         self.links.heal();
+        self.triggers.clear();
         self.net = NetParams::perfect(self.net.latency_min_ns);
         let pending: Vec<Reverse<Scheduled>> = std::mem::take(&mut self.heap).into_vec();
         self.heap = pending.into_iter().filter(|Reverse(s)| !matches!(s.event, Event::Action(_))).collect();
@@ -641,11 +805,20 @@ impl World {
 
     fn queue_sends(&mut self, n: u32, count: u64, bytes: usize) {
         let i = index_of(NodeId(n));
+        let cpg = self.cpg.is_some();
         if let Some(sim) = self.nodes.get_mut(i)
-            && sim.life == Life::Up
+            && (sim.life == Life::Up || (cpg && sim.life == Life::Paused))
         {
+            // CPG clients are processes of their own: one that multicasts while its node is
+            // frozen waits for the node, and its message goes out at the resume.
             sim.backlog.extend(std::iter::repeat_n(bytes.max(payload::HEADER_LEN), count as usize));
-            self.pump(NodeId(n), 0);
+            if sim.life == Life::Up {
+                if cpg {
+                    self.cpg_backlog(i);
+                } else {
+                    self.pump(NodeId(n), 0);
+                }
+            }
         }
     }
 
@@ -657,9 +830,13 @@ impl World {
             return;
         }
         if sim.life == Life::Up && self.submitting {
-            let burst =
-                if self.traffic { self.app_rng.range(1, self.opts.workload.burst_max.max(1)) } else { 0 };
-            self.pump(id, burst);
+            if self.cpg.is_some() {
+                self.cpg_tick(i);
+            } else {
+                let burst =
+                    if self.traffic { self.app_rng.range(1, self.opts.workload.burst_max.max(1)) } else { 0 };
+                self.pump(id, burst);
+            }
         }
         let next = self.app_interval();
         self.schedule(next, Event::AppTick { node: id, incarnation });
@@ -672,6 +849,7 @@ impl World {
         if !self.submitting {
             return;
         }
+        let Core::Plain(_) = self.nodes[i].node else { return };
         loop {
             let next = match self.nodes[i].retry.take() {
                 Some(retry) => Some(retry),
@@ -686,7 +864,8 @@ impl World {
             };
             let Some((bytes, guarantee)) = next else { return };
             let mut out = std::mem::take(&mut self.scratch);
-            let result = self.nodes[i].node.submit(self.now, &bytes, guarantee, &mut out);
+            let Core::Plain(node) = &mut self.nodes[i].node else { return };
+            let result = node.submit(self.now, &bytes, guarantee, &mut out);
             match result {
                 Ok(()) => {
                     self.stats.messages_sent += 1;
@@ -724,11 +903,18 @@ impl World {
     // ---------------------------------------------------------------- outputs
 
     fn apply_outputs(&mut self, id: NodeId, out: &mut Vec<Output>) {
+        // The last CPG event of the batch, when it is a confchg: (conn, group).
+        let mut last_confchg: Option<(u32, Vec<u8>)> = None;
         for output in out.drain(..) {
             match output {
                 Output::Send { dest, msg } => self.send(id, dest, msg),
+                Output::Deliver(d) if self.cpg.is_some() => self.deliver_cpg(id, d),
                 Output::Deliver(d) => self.deliver(id, d),
                 Output::Config(c) => {
+                    if c.kind == ConfigKind::Regular {
+                        let members = ids(&c.members);
+                        self.fire(|t| matches!(t, Trigger::Regular { node, members: m } if *node == id.0 && *m == members));
+                    }
                     let event = config_event(c);
                     if let EventKind::Config { kind, ring, members, .. } = &event
                         && let Some(sim) = self.nodes.get_mut(index_of(id))
@@ -751,8 +937,30 @@ impl World {
                     self.stats.persists += 1;
                 }
                 Output::Probe(p) => self.record(id, probe_event(p)),
-                // Plain nodes emit no CPG events.
-                Output::Cpg(_) => {}
+                Output::Cpg(e) => last_confchg = self.cpg_event(id, e),
+            }
+        }
+        if let Some((conn, group)) = last_confchg {
+            self.maybe_snapshot(id, conn, group);
+        }
+        for action in std::mem::take(&mut self.fired) {
+            self.apply(&action);
+        }
+    }
+
+    /// Arm the actions of the triggers that `hit` matches (each fires once), to be carried
+    /// out at the end of the current output batch.
+    fn fire(&mut self, hit: impl Fn(&Trigger) -> bool) {
+        if self.triggers.is_empty() {
+            return;
+        }
+        let mut k = 0;
+        while k < self.triggers.len() {
+            if hit(&self.triggers[k].0) {
+                let (_, action) = self.triggers.remove(k);
+                self.fired.push(action);
+            } else {
+                k += 1;
             }
         }
     }
@@ -815,6 +1023,474 @@ impl World {
             }
             None => self.stats.corrupt_payloads += 1,
         }
+    }
+
+    // ---------------------------------------------------------------- CPG clients
+
+    /// The next message id of node `i`'s current incarnation.
+    fn next_id(&mut self, i: usize) -> MsgId {
+        let node = &mut self.nodes[i];
+        let msg = MsgId { origin: node_id(i).0, incarnation: node.incarnation, counter: node.counter };
+        node.counter += 1;
+        msg
+    }
+
+    fn fresh_pid(&mut self, i: usize) -> u32 {
+        let node = &mut self.nodes[i];
+        let pid = node.next_pid;
+        node.next_pid += 1;
+        pid
+    }
+
+    /// Run `f` on node `i`'s CPG service with a fresh output buffer; returns its result and
+    /// the outputs (to be applied after the request is recorded).
+    fn with_cpg<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut CpgNode, Time, &mut Vec<Output>) -> R,
+    ) -> Option<(R, Vec<Output>)> {
+        let now = self.now;
+        let mut out = std::mem::take(&mut self.scratch);
+        let Core::Cpg(node) = &mut self.nodes[i].node else {
+            self.scratch = out;
+            return None;
+        };
+        let r = f(node, now, &mut out);
+        Some((r, out))
+    }
+
+    /// Carry out outputs of a request, then give the buffer back.
+    fn finish_request(&mut self, i: usize, mut out: Vec<Output>) {
+        self.apply_outputs(node_id(i), &mut out);
+        self.scratch = out;
+    }
+
+    /// One application tick of a CPG node: scripted multicasts, connections coming, and a
+    /// few client steps.
+    fn cpg_tick(&mut self, i: usize) {
+        let Some(w) = self.cpg.clone() else { return };
+        self.cpg_backlog(i);
+        if self.churn {
+            let n = self.nodes[i].clients.len();
+            if n < w.max_conns && (n == 0 || self.cpg_rng.chance(w.p_connect)) {
+                self.cpg_connect(i, &w);
+            }
+        }
+        let steps = self.cpg_rng.range(1, self.opts.workload.burst_max.max(1));
+        for _ in 0..steps {
+            let n = self.nodes[i].clients.len();
+            if n == 0 || self.nodes[i].life != Life::Up {
+                return;
+            }
+            let k = self.cpg_rng.range(0, n as u64 - 1) as usize;
+            // After a TryAgain the node's clients back off until the next tick (libcpg's
+            // callers sleep before retrying).
+            if self.client_step(i, k, &w) == Err(CpgError::TryAgain) {
+                return;
+            }
+        }
+    }
+
+    /// Open a connection on node `i` (a new process, or another handle of an existing one).
+    fn cpg_connect(&mut self, i: usize, w: &CpgWorkload) -> Option<usize> {
+        let flags = ConnFlags { deliver_initial_totem_conf: self.cpg_rng.chance(w.p_initial_totem_conf) };
+        let siblings = self.nodes[i].clients.len();
+        let pid = if siblings > 0 && self.cpg_rng.chance(w.p_pid_reuse) {
+            let k = self.cpg_rng.range(0, siblings as u64 - 1) as usize;
+            self.nodes[i].clients[k].pid
+        } else {
+            self.fresh_pid(i)
+        };
+        let Core::Cpg(node) = &mut self.nodes[i].node else { return None };
+        let conn = node.connect(flags);
+        self.nodes[i].clients.push(Client::new(conn, pid));
+        self.stats.cpg.connects += 1;
+        Some(self.nodes[i].clients.len() - 1)
+    }
+
+    /// `Action::CpgJoin`: a new connection on `node` joins `group` with a fresh pid.
+    fn scripted_join(&mut self, node: u32, group: &[u8]) {
+        let i = index_of(NodeId(node));
+        let Some(w) = self.cpg.clone() else { return };
+        if self.nodes.get(i).is_none_or(|n| n.life != Life::Up) {
+            return;
+        }
+        let pid = self.fresh_pid(i);
+        let Some(k) = self.cpg_connect(i, &w) else { return };
+        self.nodes[i].clients[k].pid = pid;
+        self.client_join(i, k, group.to_vec(), pid);
+    }
+
+    /// One step of client `k` of node `i`, drawn by its state. Returns the answer to a
+    /// multicast, if it made one.
+    fn client_step(&mut self, i: usize, k: usize, w: &CpgWorkload) -> Result<(), CpgError> {
+        if let Some((size, guarantee)) = self.nodes[i].clients[k].retry.take() {
+            let r = self.client_mcast(i, k, size, guarantee);
+            if r == Err(CpgError::TryAgain) {
+                self.nodes[i].clients[k].retry = Some((size, guarantee));
+            }
+            return r;
+        }
+        let churn = self.churn;
+        let u = self.cpg_rng.unit();
+        let state = self.nodes[i].clients[k].state;
+        let exit = churn && u < w.p_exit;
+        let leave = churn && !exit && u < w.p_exit + w.p_leave;
+        let invalid = churn && !exit && !leave && u < w.p_exit + w.p_leave + w.p_invalid;
+        if exit {
+            self.client_exit(i, k);
+        } else if invalid || (leave && state != ClientState::Joined) {
+            self.client_invalid(i, k, w);
+        } else if leave {
+            self.client_leave(i, k, None);
+        } else {
+            match state {
+                ClientState::Unjoined => {
+                    if churn && self.cpg_rng.chance(w.p_join) {
+                        let group = self.pick_group(w);
+                        let pid = self.rejoin_pid(i, k, w);
+                        self.client_join(i, k, group, pid);
+                    }
+                }
+                ClientState::Joining | ClientState::Joined => {
+                    if self.traffic {
+                        let size = w.draw_size(&mut self.cpg_rng);
+                        let guarantee = if self.cpg_rng.chance(w.safe_fraction) {
+                            Guarantee::Safe
+                        } else {
+                            Guarantee::Agreed
+                        };
+                        let r = self.client_mcast(i, k, size, guarantee);
+                        if r == Err(CpgError::TryAgain) {
+                            self.nodes[i].clients[k].retry = Some((size, guarantee));
+                        }
+                        return r;
+                    }
+                }
+                ClientState::Leaving => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn pick_group(&mut self, w: &CpgWorkload) -> Vec<u8> {
+        self.cpg_rng.pick(&w.groups).cloned().unwrap_or_else(|| b"g".to_vec())
+    }
+
+    /// The pid a client joins with: its own, or (after an earlier membership, sometimes) a
+    /// fresh one.
+    fn rejoin_pid(&mut self, i: usize, k: usize, w: &CpgWorkload) -> u32 {
+        let c = &self.nodes[i].clients[k];
+        if c.group.is_some() && !self.cpg_rng.chance(w.p_pid_reuse) { self.fresh_pid(i) } else { c.pid }
+    }
+
+    /// A request the service must refuse, chosen among those that fit the client's state.
+    fn client_invalid(&mut self, i: usize, k: usize, w: &CpgWorkload) {
+        let c = self.nodes[i].clients[k].clone();
+        let choice = self.cpg_rng.range(0, 2);
+        match (c.state, choice) {
+            // A name one byte over the limit.
+            (ClientState::Unjoined, 0) => self.client_join(i, k, vec![b'N'; 129], c.pid),
+            (ClientState::Unjoined, 1) => {
+                let group = self.pick_group(w);
+                self.client_leave(i, k, Some(group));
+            }
+            (ClientState::Unjoined, _) | (ClientState::Leaving, 0) => {
+                let _ = self.client_mcast(i, k, SCRIPTED_SMALL, Guarantee::Agreed);
+            }
+            // Join while joining, joined or leaving: Exist or Busy.
+            (_, 1) => {
+                let group = self.pick_group(w);
+                self.client_join(i, k, group, c.pid);
+            }
+            // Leave while joining (Busy), leave a group it is not in, leave twice: NotExist.
+            _ => {
+                let group = if c.state == ClientState::Joining { c.group } else { Some(self.pick_group(w)) };
+                self.client_leave(i, k, group);
+            }
+        }
+    }
+
+    /// Join `group` as `pid`. A pid whose previous join or leave of the group is still in
+    /// flight is replaced by a fresh one when the service would accept the join (see the
+    /// ledger's rule in [`crate::cpg`]).
+    fn client_join(&mut self, i: usize, k: usize, group: Vec<u8>, pid: u32) {
+        let me = node_id(i);
+        let mut pid = pid;
+        if self.ledger.in_flight(me.0, &group, pid) {
+            let member = self.nodes[i]
+                .node
+                .cpg()
+                .and_then(|n| n.membership(&group).ok())
+                .is_some_and(|m| m.contains(&Process { node: me, pid }));
+            if !member {
+                pid = self.fresh_pid(i);
+            }
+        }
+        let conn = self.nodes[i].clients[k].conn;
+        let Some((result, out)) = self.with_cpg(i, |n, now, out| n.join(now, conn, &group, pid, out)) else {
+            return;
+        };
+        self.record(
+            me,
+            EventKind::CpgJoin {
+                conn: conn.0,
+                group: group.clone(),
+                pid,
+                result: client::result_of(&result),
+            },
+        );
+        if result.is_ok() {
+            let msg = self.next_id(i);
+            self.ledger.submitted(me.0, ReqKey::join(&group, pid), msg);
+            self.record(me, EventKind::Send { msg, guarantee: spec::trace::Guarantee::Agreed });
+            let c = &mut self.nodes[i].clients[k];
+            c.state = ClientState::Joining;
+            c.group = Some(group);
+            c.pid = pid;
+            self.stats.cpg.joins += 1;
+        } else {
+            self.stats.cpg.refused += 1;
+        }
+        self.finish_request(i, out);
+    }
+
+    /// Leave the client's group (or `group`, for a request meant to be refused).
+    fn client_leave(&mut self, i: usize, k: usize, group: Option<Vec<u8>>) {
+        let me = node_id(i);
+        let c = &self.nodes[i].clients[k];
+        let conn = c.conn;
+        let Some(group) = group.or_else(|| c.group.clone()) else { return };
+        // What the service will announce: its own idea of the connection's process.
+        let announced =
+            self.nodes[i].node.cpg().and_then(|n| n.conn_group(conn)).map(|(_, pid)| pid).unwrap_or(c.pid);
+        let Some((result, out)) = self.with_cpg(i, |n, now, out| n.leave(now, conn, &group, out)) else {
+            return;
+        };
+        self.record(
+            me,
+            EventKind::CpgLeave { conn: conn.0, group: group.clone(), result: client::result_of(&result) },
+        );
+        if result.is_ok() {
+            let msg = self.next_id(i);
+            self.ledger.submitted(me.0, ReqKey::leave(&group, announced, false), msg);
+            self.record(me, EventKind::Send { msg, guarantee: spec::trace::Guarantee::Agreed });
+            self.nodes[i].clients[k].state = ClientState::Leaving;
+            self.stats.cpg.leaves += 1;
+        } else {
+            self.stats.cpg.refused += 1;
+        }
+        self.finish_request(i, out);
+    }
+
+    /// The client's process exits: its connection closes (a PROCDOWN leave if it was in a
+    /// group).
+    fn client_exit(&mut self, i: usize, k: usize) {
+        let me = node_id(i);
+        let conn = self.nodes[i].clients[k].conn;
+        let Some(node) = self.nodes[i].node.cpg() else { return };
+        let before = node.stats().messages_sent;
+        let held = node.conn_group(conn).map(|(g, pid)| (g.as_bytes().to_vec(), pid));
+        let Some(((), out)) = self.with_cpg(i, |n, now, out| n.disconnect(now, conn, out)) else { return };
+        self.record(me, EventKind::CpgExit { conn: conn.0 });
+        let sent = self.nodes[i].node.cpg().map_or(0, |n| n.stats().messages_sent - before);
+        if sent > 0
+            && let Some((group, pid)) = held
+        {
+            let msg = self.next_id(i);
+            self.ledger.submitted(me.0, ReqKey::leave(&group, pid, true), msg);
+            self.record(me, EventKind::Send { msg, guarantee: spec::trace::Guarantee::Agreed });
+        }
+        self.nodes[i].clients.remove(k);
+        self.stats.cpg.exits += 1;
+        self.finish_request(i, out);
+    }
+
+    /// Multicast a new message of `size` bytes on client `k`; a `TryAgain` is the caller's
+    /// to retry (as a new message).
+    fn client_mcast(
+        &mut self,
+        i: usize,
+        k: usize,
+        size: usize,
+        guarantee: Guarantee,
+    ) -> Result<(), CpgError> {
+        let me = node_id(i);
+        let c = &self.nodes[i].clients[k];
+        let (conn, group) = (c.conn, c.group.clone().unwrap_or_default());
+        let msg = self.next_id(i);
+        let bytes = payload::build(msg, size);
+        let Some((result, out)) = self.with_cpg(i, |n, now, out| n.mcast(now, conn, guarantee, &bytes, out))
+        else {
+            return Err(CpgError::BadHandle);
+        };
+        let g = spec_guarantee(guarantee);
+        self.record(
+            me,
+            EventKind::CpgMcast {
+                conn: conn.0,
+                group,
+                msg,
+                guarantee: g,
+                result: client::result_of(&result),
+            },
+        );
+        match result {
+            Ok(()) => {
+                self.record(me, EventKind::Send { msg, guarantee: g });
+                self.stats.messages_sent += 1;
+                self.stats.cpg.mcasts += 1;
+                if size >= 64 * 1024 {
+                    self.stats.cpg.large += 1;
+                }
+            }
+            Err(CpgError::TryAgain) => {
+                self.stats.try_again += 1;
+                self.stats.cpg.try_again += 1;
+            }
+            Err(_) => self.stats.cpg.refused += 1,
+        }
+        self.finish_request(i, out);
+        result
+    }
+
+    /// Scripted multicasts of node `i` (`send` actions), on its first client that may send.
+    fn cpg_backlog(&mut self, i: usize) {
+        if !self.submitting {
+            return;
+        }
+        let safe = self.cpg.as_ref().map_or(0.0, |w| w.safe_fraction);
+        while let Some(&size) = self.nodes[i].backlog.front() {
+            if self.nodes[i].life != Life::Up {
+                return;
+            }
+            let Some(k) = self.nodes[i].clients.iter().position(|c| c.sends() && c.retry.is_none()) else {
+                return;
+            };
+            let guarantee = if self.cpg_rng.chance(safe) { Guarantee::Safe } else { Guarantee::Agreed };
+            if self.client_mcast(i, k, size, guarantee) == Err(CpgError::TryAgain) {
+                return;
+            }
+            self.nodes[i].backlog.pop_front();
+        }
+    }
+
+    /// Record a CPG callback and update the client's view of its connection. Returns the
+    /// (conn, group) of a confchg (a snapshot may follow if it stays the batch's last CPG
+    /// event).
+    fn cpg_event(&mut self, id: NodeId, e: CpgEvent) -> Option<(u32, Vec<u8>)> {
+        let i = index_of(id);
+        let conn = e.conn.0;
+        match e.kind {
+            CpgEventKind::Deliver { group, sender, payload, .. } => match payload::verify(&payload) {
+                Some(msg) => {
+                    self.stats.cpg.delivered += 1;
+                    let group = group.as_bytes().to_vec();
+                    self.record(
+                        id,
+                        EventKind::CpgDeliver { conn, group, sender: client::spec_process(sender), msg },
+                    );
+                }
+                None => self.stats.corrupt_payloads += 1,
+            },
+            CpgEventKind::Confchg { group, members, left, joined } => {
+                let group = group.as_bytes().to_vec();
+                if let Some(c) = self.nodes[i].clients.iter_mut().find(|c| c.conn == e.conn) {
+                    let me = Process { node: id, pid: c.pid };
+                    if left.iter().any(|(p, _)| *p == me) {
+                        c.state = ClientState::Unjoined;
+                    } else if c.state == ClientState::Joining && joined.iter().any(|(p, _)| *p == me) {
+                        c.state = ClientState::Joined;
+                    }
+                }
+                self.stats.cpg.confchgs += 1;
+                let entries = |v: Vec<(Process, totem_core::cpg::Reason)>| {
+                    v.into_iter().map(|(p, r)| (client::spec_process(p), client::spec_reason(r))).collect()
+                };
+                self.record(
+                    id,
+                    EventKind::CpgConfchg {
+                        conn,
+                        group: group.clone(),
+                        members: members.into_iter().map(client::spec_process).collect(),
+                        left: entries(left),
+                        joined: entries(joined),
+                    },
+                );
+                return Some((conn, group));
+            }
+            CpgEventKind::TotemConfchg { ring_id, members, initial } => {
+                // The initial one of DELIVER_INITIAL_TOTEM_CONF is not recorded (spec::trace).
+                if !initial {
+                    self.stats.cpg.totem_confchgs += 1;
+                    self.record(
+                        id,
+                        EventKind::CpgTotemConfchg { conn, ring: spec_ring(ring_id), members: ids(&members) },
+                    );
+                }
+            }
+        }
+        None
+    }
+
+    /// Right after a confchg that ended an output batch (no newer event pending), the
+    /// client may take a membership snapshot.
+    fn maybe_snapshot(&mut self, id: NodeId, conn: u32, group: Vec<u8>) {
+        let p = self.cpg.as_ref().map_or(0.0, |w| w.p_snapshot);
+        if !self.cpg_rng.chance(p) {
+            return;
+        }
+        let Some(Ok(members)) = self.nodes[index_of(id)].node.cpg().map(|n| n.membership(&group)) else {
+            return;
+        };
+        self.stats.cpg.snapshots += 1;
+        let members = members.into_iter().map(client::spec_process).collect();
+        self.record(id, EventKind::CpgMembership { conn, group, members });
+    }
+
+    /// A Totem delivery at a CPG node: record it under the id of the request that caused
+    /// it (joinlists are not recorded, see [`crate::cpg`]).
+    fn deliver_cpg(&mut self, id: NodeId, d: Delivery) {
+        self.stats.messages_delivered += 1;
+        let slot = Slot { ring: spec_ring(d.ring_id), seq: d.seq.0 };
+        let msg = match client::decode(&d.payload) {
+            Some(Wire::Mcast { payload, .. }) => payload::verify(payload),
+            Some(Wire::Joinlist) => {
+                self.stats.cpg.joinlists += 1;
+                let from = d.origin.0;
+                self.fire(|t| matches!(t, Trigger::Joinlist { at, from: f } if *at == id.0 && *f == from));
+                return;
+            }
+            Some(wire) => {
+                match ReqKey::of(&wire).and_then(|key| self.ledger.resolve(d.origin.0, &key, slot, id.0)) {
+                    Some(msg) => Some(msg),
+                    None => {
+                        self.stats.cpg.unexplained += 1;
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        match msg {
+            Some(msg) => {
+                self.record(id, EventKind::Deliver { msg, slot, guarantee: spec_guarantee(d.guarantee) })
+            }
+            None => self.stats.corrupt_payloads += 1,
+        }
+    }
+
+    /// Every live CPG node has completed the synchronization of its current ring.
+    pub fn cpg_settled(&self) -> bool {
+        self.nodes.iter().filter(|n| n.alive()).all(|n| n.node.cpg().is_none_or(|c| !c.is_syncing()))
+    }
+
+    /// Scripted multicasts that never found a joined client.
+    pub fn cpg_backlog_left(&self) -> u64 {
+        if self.cpg.is_none() {
+            return 0;
+        }
+        self.nodes.iter().filter(|n| n.alive()).map(|n| n.backlog.len() as u64).sum()
     }
 
     // ---------------------------------------------------------------- judging helpers

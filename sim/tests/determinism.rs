@@ -48,3 +48,12 @@ fn scenario_same_seed_same_trace_hash() {
     assert_eq!(a.stats, b.stats);
     assert_ne!(a.trace_hash, c.trace_hash);
 }
+
+// Goal: CPG runs (clients connecting, joining, leaving, exiting and multicasting at random)
+// replay exactly too.
+// Method: as above, with CPG nodes and every fault kind.
+#[test]
+fn same_seed_same_trace_hash_cpg() {
+    let limits = Limits { cpg: true, safety_secs: 5, token_ms: Some(300), ..Limits::default() };
+    replays(&limits, &[3, 4, 5]);
+}

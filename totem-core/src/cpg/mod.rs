@@ -16,7 +16,7 @@
 //! processes, tagged with the ring id; when the joinlists of all members have been
 //! delivered (one point of the total order, the same at every member), each node applies
 //! the round: processes of nodes that left (its *downlist*: members of the last
-//! synchronized ring that are not in the transitional configuration) go with one NODEDOWN
+//! synchronized ring that are missing from a transitional configuration since) go with one NODEDOWN
 //! view change per group, processes announced by merging nodes arrive with one NODEUP view
 //! change per group, processes that no joinlist mentions go as PROCDOWN ("zombies"), and
 //! every connection gets a Totem view change. Until then:
@@ -28,7 +28,9 @@
 //! A round interrupted by another configuration change is void: its joinlists are
 //! discarded (a node that announced itself and died inside the round leaves no ghost,
 //! Corosync's #828), and the next round's downlist still counts from the last *completed*
-//! round.
+//! round: a node that left in the interrupted transition is down even if it is back in
+//! the latest transitional configuration (Corosync forgets it, and the members then miss
+//! that node's messages of the other side without a view change: a virtual synchrony gap).
 //!
 //! One message per member per round suffices: Corosync's SERVICE_BUILD and BARRIER exist to
 //! run several services in turn; with one service the last joinlist is the barrier.

@@ -199,7 +199,10 @@ impl CpgNode {
         out: &mut Vec<Output>,
     ) -> Result<(), CpgError> {
         match self.node.submit_as(now, bytes, guarantee, class, out) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.service.stats.messages_sent += 1;
+                Ok(())
+            }
             Err(SubmitError::TryAgain) => Err(CpgError::TryAgain),
             Err(SubmitError::TooLarge { len, max }) => Err(CpgError::TooBig { len, max }),
             // CPG messages always carry a header.
@@ -219,7 +222,7 @@ impl CpgNode {
                 _ => Effects::default(),
             };
             i += 1;
-            if events.is_empty() && fx.sync_msgs.is_empty() && !fx.release {
+            if events.is_empty() && fx.sync_msgs.is_empty() && fx.release.is_none() {
                 continue;
             }
             // Events belong right after the output that caused them; what is inserted here
@@ -228,9 +231,14 @@ impl CpgNode {
             out.extend(events.drain(..).map(Output::Cpg));
             for m in fx.sync_msgs {
                 // Sync messages are unbounded by design (one joinlist per round).
-                let _ = self.node.submit_as(now, &m, Guarantee::Agreed, Class::Sync, out);
+                if self.node.submit_as(now, &m, Guarantee::Agreed, Class::Sync, out).is_ok() {
+                    self.service.stats.messages_sent += 1;
+                }
             }
-            if fx.release {
+            // Only for the ring the node is on: see `Effects::release`.
+            if let Some(ring) = fx.release
+                && self.node.status().ring_id == ring
+            {
                 self.node.release_app_traffic(now, out);
             }
             out.extend(tail);

@@ -47,6 +47,10 @@ pub struct CpgStats {
     pub unknown_sender: u64,
     pub syncs_completed: u64,
     pub syncs_aborted: u64,
+    /// Totem messages the service multicast (requests, exit notices, joinlists). A recorder
+    /// compares it around a call to learn whether the call multicast something (whether a
+    /// disconnect announced a PROCDOWN, for instance) without mirroring the service's state.
+    pub messages_sent: u64,
 }
 
 /// One synchronization round, for the regular configuration `ring_id`.
@@ -73,6 +77,9 @@ pub(crate) struct Service {
     trans: Option<(RingId, Vec<NodeId>)>,
     /// The ring and members of the last completed round.
     synced: Option<(RingId, Vec<NodeId>)>,
+    /// The members of the last completed round that were in every transitional
+    /// configuration since (see [`Service::on_config`]).
+    continuous: Vec<NodeId>,
     pub(crate) stats: CpgStats,
     #[cfg(feature = "broken")]
     bug: Option<crate::broken::Bug>,
@@ -83,8 +90,11 @@ pub(crate) struct Service {
 pub(crate) struct Effects {
     /// Multicast these in the sync class.
     pub(crate) sync_msgs: Vec<Vec<u8>>,
-    /// The round completed: release application traffic.
-    pub(crate) release: bool,
+    /// The round of this ring completed: release application traffic, if the node is still
+    /// on that ring. A round can complete while the node installs the next ring (its last
+    /// joinlist recovered among the old ring's messages): the new ring's traffic must then
+    /// stay held until the new ring's own round completes.
+    pub(crate) release: Option<RingId>,
 }
 
 impl Service {
@@ -100,6 +110,7 @@ impl Service {
             round: None,
             trans: None,
             synced: None,
+            continuous: Vec::new(),
             stats: CpgStats::default(),
             #[cfg(feature = "broken")]
             bug,
@@ -324,7 +335,13 @@ impl Service {
                     _ => Vec::new(),
                 };
                 let old = self.synced.as_ref().map(|(_, m)| m.clone()).unwrap_or_default();
-                let downlist = old.iter().copied().filter(|n| !trans.contains(n)).collect();
+                // A node that left in any transition since the last completed round is down,
+                // not only one missing from this transition: when the rounds in between
+                // were aborted, it may have come back in this one, but its messages of the
+                // other side were never delivered here, so its processes must leave the
+                // views (and come back with NODEUP) for views and messages to stay in step.
+                self.continuous.retain(|n| trans.contains(n));
+                let downlist = old.iter().copied().filter(|n| !self.continuous.contains(n)).collect();
                 let mut joinlists = BTreeMap::new();
                 if self.has_bug(crate::broken::Bug::CpgKeepJoinlistsOnAbort)
                     && let Some(r) = aborted
@@ -339,12 +356,12 @@ impl Service {
                 });
                 fx.sync_msgs.push(self.joinlist(change.ring_id).encode());
                 if self.has_bug(crate::broken::Bug::CpgNoTrafficHold) {
-                    fx.release = true;
+                    fx.release = Some(change.ring_id);
                 }
                 if self.has_bug(crate::broken::Bug::CpgSkipBarrier) {
                     // Apply at once, from this node's own point of view, and let traffic go.
                     self.activate(out);
-                    fx.release = true;
+                    fx.release = Some(change.ring_id);
                 }
             }
         }
@@ -392,8 +409,8 @@ impl Service {
         }
         round.joinlists.entry(n).or_insert(entries);
         if round.members.iter().all(|m| round.joinlists.contains_key(m)) {
+            fx.release = Some(ring_id);
             self.activate(out);
-            fx.release = true;
         }
     }
 
@@ -403,6 +420,7 @@ impl Service {
         self.syncing = false;
         self.stats.syncs_completed += 1;
         self.synced = Some((round.ring_id, round.members.clone()));
+        self.continuous = round.members.clone();
 
         // 1. Processes of nodes that left: one NODEDOWN view change per group.
         let mut removed: BTreeMap<GroupName, Vec<(Process, Reason)>> = BTreeMap::new();

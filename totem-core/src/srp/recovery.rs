@@ -24,6 +24,21 @@ use crate::message::{CommitToken, McastBody, Message, Token};
 use crate::node::{ConfigChange, ConfigKind, Output};
 use crate::time::Time;
 
+/// Old-ring messages recovered through the new ring fill the old ring's holes. (Their
+/// Receive probes were emitted when the wrappers arrived.)
+fn absorb_recovered(new: &RingState, old: &mut RingState) {
+    for (_, wrapper) in new.queue.iter() {
+        let McastBody::Recovered(inner) = &wrapper.body else { continue };
+        if inner.ring_id == old.ring_id
+            && old.queue.in_window(inner.seq)
+            && old.queue.insert(inner.seq, (**inner).clone())
+        {
+            old.high_seq_received = old.high_seq_received.max(inner.seq);
+        }
+    }
+    old.my_aru = old.queue.contiguous_from(old.my_aru);
+}
+
 impl Srp {
     /// The commit token completed its first rotation: the new ring exists. Work out who
     /// moves together from the old ring, queue the old-ring messages this node must re-send,
@@ -65,9 +80,13 @@ impl Srp {
     }
 
     /// Give up on the ring being recovered: the old ring becomes current again, so the next
-    /// attempt recovers its messages afresh.
+    /// attempt recovers its messages afresh. The old-ring messages this node received
+    /// through the abandoned ring are kept in the old ring: the node holds them (its
+    /// Receive probe said so when they arrived) and must re-send them in the next attempt,
+    /// where it may be the only one left with a copy.
     pub(crate) fn abandon_recovery(&mut self) {
-        if let Some(old) = self.old_ring.take() {
+        if let Some(mut old) = self.old_ring.take() {
+            absorb_recovered(&self.ring, &mut old);
             self.ring = old;
         }
         self.recovery = super::Recovery::default();
@@ -106,18 +125,7 @@ impl Srp {
         let Some(mut old) = self.old_ring.take() else { return };
         self.set_state(State::Operational, out);
 
-        // Old-ring messages recovered through the new ring fill the old ring's holes.
-        for (_, wrapper) in self.ring.queue.iter() {
-            let McastBody::Recovered(inner) = &wrapper.body else { continue };
-            // (Its Receive probe was emitted when the wrapper arrived.)
-            if inner.ring_id == old.ring_id
-                && old.queue.in_window(inner.seq)
-                && old.queue.insert(inner.seq, (**inner).clone())
-            {
-                old.high_seq_received = old.high_seq_received.max(inner.seq);
-            }
-        }
-        old.my_aru = old.queue.contiguous_from(old.my_aru);
+        absorb_recovered(&self.ring, &mut old);
 
         let trans = std::mem::take(&mut self.recovery.trans);
         let new_members = self.ring.members.clone();
