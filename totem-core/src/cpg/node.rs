@@ -230,7 +230,14 @@ impl CpgNode {
                 // Sync messages are unbounded by design (one joinlist per round).
                 let _ = self.node.submit_as(now, &m, Guarantee::Agreed, Class::Sync, out);
             }
-            if fx.release {
+            // A round that completes while the node already installed a newer ring (the
+            // old ring's messages are delivered during recovery, before the new ring's
+            // configuration changes) must not release the new ring's traffic: that round
+            // has not even begun.
+            let newer_ring = tail
+                .iter()
+                .any(|o| matches!(o, Output::Config(c) if c.kind == crate::node::ConfigKind::Regular));
+            if fx.release && !newer_ring {
                 self.node.release_app_traffic(now, out);
             }
             out.extend(tail);
