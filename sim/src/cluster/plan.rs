@@ -421,7 +421,7 @@ impl ClusterOptions {
             groups: rng.range(1, 3) as usize,
             traffic: true,
             churn,
-            interval_mean_ns: rng.range(2, 50) * 1_000_000,
+            interval_mean_ns: rng.range(5, 50) * 1_000_000,
             burst_max: rng.range(1, 6),
             safe_fraction: *rng.pick(&[0.0, 0.2, 0.5, 1.0]).unwrap_or(&0.2),
             leave_p: if churn { rng.unit() * 0.02 } else { 0.0 },

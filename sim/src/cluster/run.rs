@@ -509,7 +509,19 @@ pub fn run_swarm(opts: ClusterOptions) -> ClusterReport {
         ok = c.run_until(healed_at + send.min(bound));
     }
     c.shared.submitting.set(false);
-    let quiesced = if ok { c.run_until_quiet(healed_at + bound + epoch) } else { None };
+    let mut quiesced = if ok { c.run_until_quiet(healed_at + bound + epoch) } else { None };
+    // A backlog of accepted messages drains at the ring's throughput, which no timeout
+    // bounds: go on while the count of undelivered messages keeps falling (up to a cap).
+    let cap = healed_at + 10 * (bound + epoch);
+    let mut left = c.undelivered();
+    while ok && quiesced.is_none() && c.now_ns() < cap && c.converged().is_some() {
+        quiesced = c.run_until_quiet((c.now_ns() + epoch).min(cap));
+        let now_left = c.undelivered();
+        if quiesced.is_none() && now_left >= left {
+            break;
+        }
+        left = now_left;
+    }
     // Watch the converged ring until the deadline (a change before it breaks LIVE-1), and
     // give the CPG synchronization of the last ring time to complete.
     let settle = quiesced.map_or(0, |q| q + epoch);
