@@ -4,7 +4,9 @@
 //! Run in release: `cargo test --release -p sim --test cluster`. A failure prints the seed
 //! and the command that replays it.
 
-use sim::cluster::{ClusterFaults, ClusterLimits, ClusterOptions, ClusterReport, Script, run_script, run_swarm};
+use sim::cluster::{
+    ClusterFaults, ClusterLimits, ClusterOptions, ClusterReport, Script, run_script, run_swarm,
+};
 use std::path::PathBuf;
 
 fn describe(r: &ClusterReport, replay: &str) -> String {
@@ -33,8 +35,10 @@ fn same_seed_same_trace_hash() {
 // Goal: a scenario runs the same way twice too (scripted actions, formed start).
 #[test]
 fn scenario_is_deterministic() {
-    let s = Script::parse("nodes 3\ntoken 1000ms\nat 1s crash 2\nat 3s restart 2\nexpect converged within bound\n")
-        .expect("parses");
+    let s = Script::parse(
+        "nodes 3\ntoken 1000ms\nat 1s crash 2\nat 3s restart 2\nexpect converged within bound\n",
+    )
+    .expect("parses");
     let a = run_script(&s, 5);
     let b = run_script(&s, 5);
     assert!(a.passed(), "{}", describe(&a, "scenario"));
@@ -77,8 +81,15 @@ fn scenario_files_pass() {
                     };
                     let r = run_script(&script, 1);
                     if !r.passed() {
-                        let replay = format!("cargo run --release -p sim -- scenario {} --seed 1 --log", file.display());
-                        failures.lock().expect("lock").push(format!("{}: {}", script.name, describe(&r, &replay)));
+                        let replay = format!(
+                            "cargo run --release -p sim -- scenario {} --seed 1 --log",
+                            file.display()
+                        );
+                        failures.lock().expect("lock").push(format!(
+                            "{}: {}",
+                            script.name,
+                            describe(&r, &replay)
+                        ));
                     }
                 }
             });
@@ -92,7 +103,8 @@ fn scenario_files_pass() {
 // resumed, delivers a transitional configuration without the two nodes that moved on.
 #[test]
 fn s02_twin_paused_node_learns_it_was_removed() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/s02_paused_node_learns_it_was_removed.txt");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/s02_paused_node_learns_it_was_removed.txt");
     let script = Script::parse(&std::fs::read_to_string(path).expect("file")).expect("parses");
     let r = run_script(&script, 2);
     assert!(r.passed(), "{}", describe(&r, "s02"));

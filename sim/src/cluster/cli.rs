@@ -212,7 +212,8 @@ pub fn cluster(args: &ClusterArgs) -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         return replay(seed, &limits, args);
     }
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let jobs =
+        args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let seeds = args.seeds;
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(seeds) };
     bar.set_style(
@@ -406,7 +407,10 @@ pub fn scenario(args: &ScenarioArgs) -> anyhow::Result<()> {
                 for v in r.violations.iter().take(10) {
                     println!("  {v}");
                 }
-                println!("  replay: cargo run --release -p sim -- scenario {} --seed {seed} --log", file.display());
+                println!(
+                    "  replay: cargo run --release -p sim -- scenario {} --seed {seed} --log",
+                    file.display()
+                );
             }
         }
     }

@@ -173,7 +173,9 @@ pub async fn host_main(shared: Rc<Shared>, index: usize) -> turmoil::Result {
     let store = ctl.store.borrow().clone();
     let (runtime, handle) = match Runtime::new(cfg, transport, store, protection(NodeId(node))) {
         Ok(x) => x,
-        Err(e) => return fail(&shared, &ctl, inc, format!("node {node}#{inc}: runtime refused to start: {e}")),
+        Err(e) => {
+            return fail(&shared, &ctl, inc, format!("node {node}#{inc}: runtime refused to start: {e}"));
+        }
     };
     let runtime = runtime.with_observer(observer(shared.recorder.clone(), node, inc));
     tokio::task::spawn_local(app(shared.clone(), index, inc, handle.clone(), Rng::new(seed).fork(32)));
@@ -320,7 +322,8 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
                     }
                     None => break,
                 };
-                let guarantee = if rng.chance(apps.safe_fraction) { Guarantee::Safe } else { Guarantee::Agreed };
+                let guarantee =
+                    if rng.chance(apps.safe_fraction) { Guarantee::Safe } else { Guarantee::Agreed };
                 let bytes = Bytes::from(payload::build(next_id(), size));
                 match handle.mcast(conn, guarantee, bytes).await {
                     Err(_) => return,

@@ -9,8 +9,8 @@
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use totem_core::broken::Bug;
 use totem_core::Config;
+use totem_core::broken::Bug;
 
 /// One thing that happens to the cluster at a scheduled time. Node ids are 1-based (host
 /// `n1` is node 1). Every action prints as one line of the scenario language
@@ -199,7 +199,14 @@ pub struct Net {
 impl Net {
     /// 1 ms latency, no loss, no duplication, no corruption.
     pub fn clean() -> Net {
-        Net { latency_min_ns: 1_000_000, latency_max_ns: 1_000_000, loss: 0.0, dup: 0.0, corrupt: 0.0, udp_capacity: 1024 }
+        Net {
+            latency_min_ns: 1_000_000,
+            latency_max_ns: 1_000_000,
+            loss: 0.0,
+            dup: 0.0,
+            corrupt: 0.0,
+            udp_capacity: 1024,
+        }
     }
 }
 

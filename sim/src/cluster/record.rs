@@ -129,12 +129,18 @@ impl Recorder {
             Observed::Output(Output::Send { .. } | Output::PersistRingSeq(_)) => {}
             Observed::Join { conn, group, pid, result } => {
                 self.counts.joins += u64::from(result.is_ok());
-                let kind = EventKind::CpgJoin { conn: conn.0, group: group.to_vec(), pid, result: cpg_result(result) };
+                let kind = EventKind::CpgJoin {
+                    conn: conn.0,
+                    group: group.to_vec(),
+                    pid,
+                    result: cpg_result(result),
+                };
                 self.push(node, inc, kind);
             }
             Observed::Leave { conn, group, result } => {
                 self.counts.leaves += u64::from(result.is_ok());
-                let kind = EventKind::CpgLeave { conn: conn.0, group: group.to_vec(), result: cpg_result(result) };
+                let kind =
+                    EventKind::CpgLeave { conn: conn.0, group: group.to_vec(), result: cpg_result(result) };
                 self.push(node, inc, kind);
             }
             Observed::Mcast { conn, group, guarantee, payload: bytes, result } => {

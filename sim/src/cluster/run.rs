@@ -136,7 +136,9 @@ impl Cluster {
     }
 
     fn crash(&mut self, node: u32) {
-        let (Some(ctl), Some(name)) = (self.ctl(node).cloned(), self.name(node).map(str::to_string)) else { return };
+        let (Some(ctl), Some(name)) = (self.ctl(node).cloned(), self.name(node).map(str::to_string)) else {
+            return;
+        };
         if !ctl.alive() {
             return;
         }
@@ -183,7 +185,8 @@ impl Cluster {
             Act::Crash(n) => self.crash(*n),
             Act::Restart { node, keep_state } => {
                 self.crash(*node);
-                let (Some(ctl), Some(name)) = (self.ctl(*node).cloned(), self.name(*node).map(str::to_string))
+                let (Some(ctl), Some(name)) =
+                    (self.ctl(*node).cloned(), self.name(*node).map(str::to_string))
                 else {
                     return;
                 };
@@ -285,7 +288,11 @@ impl Cluster {
     fn set_latency(&self, min_ns: u64, max_ns: u64) {
         for (a, b) in self.all_pairs() {
             self.sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_nanos(min_ns));
-            self.sim.set_link_max_message_latency(a.as_str(), b.as_str(), Duration::from_nanos(max_ns.max(min_ns)));
+            self.sim.set_link_max_message_latency(
+                a.as_str(),
+                b.as_str(),
+                Duration::from_nanos(max_ns.max(min_ns)),
+            );
         }
     }
 
@@ -318,7 +325,12 @@ impl Cluster {
     }
 
     fn survivors(&self) -> Vec<(u32, u32)> {
-        self.shared.nodes.iter().filter(|c| c.alive()).filter_map(|c| Some((c.id, c.incarnation.get()?))).collect()
+        self.shared
+            .nodes
+            .iter()
+            .filter(|c| c.alive())
+            .filter_map(|c| Some((c.id, c.incarnation.get()?)))
+            .collect()
     }
 
     /// LIVE-1's predicate now: every live node runs and its current incarnation's last
@@ -332,7 +344,10 @@ impl Cluster {
                 return None;
             }
             let c = r.last_config.get(&ctl.id)?;
-            if Some(c.incarnation) != ctl.incarnation.get() || c.kind != ConfKind::Regular || c.members != live {
+            if Some(c.incarnation) != ctl.incarnation.get()
+                || c.kind != ConfKind::Regular
+                || c.members != live
+            {
                 return None;
             }
             if ring.is_some_and(|x| x != c.ring) {
@@ -412,7 +427,12 @@ impl Cluster {
     }
 
     /// Build the report at the end of a run, judging the trace.
-    fn report(&self, began: Instant, window: Option<spec::LivenessWindow>, quiesced_at: Option<u64>) -> ClusterReport {
+    fn report(
+        &self,
+        began: Instant,
+        window: Option<spec::LivenessWindow>,
+        quiesced_at: Option<u64>,
+    ) -> ClusterReport {
         let trace = self.trace();
         let params = self.params();
         let mut violations = spec::check_safety(&trace, &params);
@@ -553,7 +573,11 @@ pub fn run_script(s: &super::script::Script, seed: u64) -> ClusterReport {
         if formed.is_none() {
             start_violation = Some(Violation::new(
                 "SIM-start",
-                format!("the {} nodes did not form one ring within the bound of {}", s.nodes, super::plan::fmt_ns(bound)),
+                format!(
+                    "the {} nodes did not form one ring within the bound of {}",
+                    s.nodes,
+                    super::plan::fmt_ns(bound)
+                ),
                 Vec::new(),
             ));
         }

@@ -323,7 +323,11 @@ fn action(toks: &[String], s: &Script, u: &Units) -> Result<Act, String> {
     };
     let used = match act {
         Act::Heal => 1,
-        Act::Restart { keep_state: false, .. } | Act::Cut(..) | Act::Mend(..) | Act::Hold(..) | Act::Release(..) => 3,
+        Act::Restart { keep_state: false, .. }
+        | Act::Cut(..)
+        | Act::Mend(..)
+        | Act::Hold(..)
+        | Act::Release(..) => 3,
         Act::OneWay { .. } => 4,
         _ => 2,
     };
@@ -377,12 +381,15 @@ impl Script {
                     }
                     other => Err(format!("expected 'start formed' or 'start cold', got {other:?}")),
                 },
-                "latency" => time(toks, 1, &plain)
-                    .and_then(|(min, i)| time(toks, i, &plain).map(|(max, _)| s.latency_ns = Some((min, max.max(min))))),
+                "latency" => time(toks, 1, &plain).and_then(|(min, i)| {
+                    time(toks, i, &plain).map(|(max, _)| s.latency_ns = Some((min, max.max(min))))
+                }),
                 "loss" => prob(arg(1)).map(|p| s.loss = p),
                 "dup" => prob(arg(1)).map(|p| s.dup = p),
                 "corrupt" => prob(arg(1)).map(|p| s.corrupt = p),
-                "apps" => count(arg(1), "a process count").map(|k| s.apps.processes = (k as usize).clamp(1, 16)),
+                "apps" => {
+                    count(arg(1), "a process count").map(|k| s.apps.processes = (k as usize).clamp(1, 16))
+                }
                 "groups" => count(arg(1), "a group count").map(|k| s.apps.groups = (k as usize).clamp(1, 16)),
                 "safe" => prob(arg(1)).map(|p| s.apps.safe_fraction = p),
                 "churn" => on_off(arg(1)).map(|on| {
@@ -402,7 +409,9 @@ impl Script {
                         Ok(())
                     }
                     _ => time(toks, 1, &plain).and_then(|(every, i)| {
-                        let burst = arg(i).and_then(|b| b.strip_prefix('x')).ok_or("expected 'traffic EVERY xBURST'")?;
+                        let burst = arg(i)
+                            .and_then(|b| b.strip_prefix('x'))
+                            .ok_or("expected 'traffic EVERY xBURST'")?;
                         s.apps.burst_max = burst.parse().map_err(|_| format!("not a burst: '{burst}'"))?;
                         s.apps.interval_mean_ns = every.max(1);
                         s.apps.traffic = true;
@@ -492,7 +501,14 @@ impl Script {
             nodes: self.nodes,
             token_ms: self.token_ms,
             tick_ns: self.tick_ns,
-            net: Net { latency_min_ns: min, latency_max_ns: max, loss: self.loss, dup: self.dup, corrupt: self.corrupt, udp_capacity: 1024 },
+            net: Net {
+                latency_min_ns: min,
+                latency_max_ns: max,
+                loss: self.loss,
+                dup: self.dup,
+                corrupt: self.corrupt,
+                udp_capacity: 1024,
+            },
             apps: self.apps.clone(),
             schedule: self.actions.clone(),
             safety_ns: 0,
@@ -580,7 +596,10 @@ run for 40s
         assert!(!s.formed);
         let c = s.options(0).core_config();
         let (token, consensus) = (c.token.as_nanos() as u64, c.consensus.as_nanos() as u64);
-        assert_eq!(s.actions[0], Timed { at_ns: 2_000_000_000, act: Act::Partition(vec![vec![1, 2], vec![3]]) });
+        assert_eq!(
+            s.actions[0],
+            Timed { at_ns: 2_000_000_000, act: Act::Partition(vec![vec![1, 2], vec![3]]) }
+        );
         assert_eq!(s.actions[1].at_ns, 2_000_000_000 + token + consensus / 2);
         assert_eq!(s.actions[2].act, Act::Pause { node: 3, ns: 2 * token + consensus });
         assert!(s.actions.iter().any(|t| t.act == Act::OneWay { from: 1, to: 2 }));
