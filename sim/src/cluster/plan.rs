@@ -267,23 +267,15 @@ impl ClusterOptions {
         (c.token + c.consensus).as_nanos() as u64
     }
 
-    /// The convergence bound B (see [`crate::cluster`]).
+    /// The convergence bound B (see [`crate::cluster`]), for the run's initial latency:
+    /// the network the liveness phase runs on (a swarm heal restores it; a script that
+    /// raises the latency for good states its own deadline).
     pub fn bound_ns(&self) -> u64 {
         let c = self.core_config();
-        let rotation = self.nodes as u64 * (self.max_latency_ns() + self.tick_ns + 1_000_000);
+        let latency = self.net.latency_max_ns.max(self.net.latency_min_ns);
+        let rotation = self.nodes as u64 * (latency + self.tick_ns + 1_000_000);
         let fixed = c.token + 2 * c.consensus + c.merge + c.hold + 10 * (c.join + c.send_join);
         fixed.as_nanos() as u64 + 10 * rotation
-    }
-
-    /// The highest latency the run sets anywhere (initial or by a `latency` action).
-    pub fn max_latency_ns(&self) -> u64 {
-        self.schedule
-            .iter()
-            .filter_map(|t| match t.act {
-                Act::Latency { max_ns, .. } => Some(max_ns),
-                _ => None,
-            })
-            .fold(self.net.latency_max_ns, u64::max)
     }
 }
 
