@@ -206,6 +206,39 @@ impl Handle {
     }
 }
 
+/// What the loop did, reported as it happens to an optional observer
+/// ([`Runtime::with_observer`]). The cluster simulator writes the spec's trace from it; the
+/// daemon has none. The observer runs synchronously inside the loop, so the order it sees is
+/// the exact order of the node's actions (a recorder needs that: a request is answered
+/// before anything it causes, a delivery comes before the CPG events it triggers).
+#[derive(Debug)]
+pub enum Observed<'a> {
+    /// The core produced `output`; reported right before the loop carries it out.
+    /// [`Output::Cpg`] events are reported only once they sit in their connection's queue
+    /// (an event for a stalled or vanished client is not reported).
+    Output(&'a Output),
+    /// A join request was answered.
+    Join { conn: ConnId, group: &'a [u8], pid: u32, result: Result<(), CpgError> },
+    /// A leave request was answered.
+    Leave { conn: ConnId, group: &'a [u8], result: Result<(), CpgError> },
+    /// A mcast request was answered. `group` is the connection's group at that moment
+    /// (None: it is in none).
+    Mcast {
+        conn: ConnId,
+        group: Option<&'a [u8]>,
+        guarantee: Guarantee,
+        payload: &'a [u8],
+        result: Result<(), CpgError>,
+    },
+    /// The connection closed (the client disconnected, or it stopped reading and was
+    /// dropped); reported before the leave this causes for its process.
+    Disconnect { conn: ConnId },
+}
+
+/// See [`Observed`]. `Send`, so that a runtime with an observer can still be spawned on a
+/// multi-threaded executor.
+pub type Observer = Box<dyn FnMut(Observed<'_>) + Send>;
+
 /// One node's event loop.
 pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     core: CpgNode,
@@ -222,6 +255,7 @@ pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     looped: VecDeque<Message>,
     /// Rate limit for the wrong-key log line: the last time it was printed per source.
     auth_warned: BTreeMap<SocketAddr, Instant>,
+    observer: Option<Observer>,
 }
 
 impl<T: Transport, S: RingSeqStore, P: Protection> std::fmt::Debug for Runtime<T, S, P> {
@@ -266,9 +300,22 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 stats: RuntimeStats::default(),
                 looped: VecDeque::new(),
                 auth_warned: BTreeMap::new(),
+                observer: None,
             },
             handle,
         ))
+    }
+
+    /// Report everything the loop does to `observer` (see [`Observed`]).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&mut self, what: Observed<'_>) {
+        if let Some(f) = self.observer.as_mut() {
+            f(what);
+        }
     }
 
     fn now(&self) -> Time {
@@ -385,14 +432,28 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             }
             Request::Join { conn, group, pid, reply } => {
                 let r = self.core.join(now, conn, &group, pid, &mut out);
+                self.observe(Observed::Join { conn, group: &group, pid, result: r });
                 let _ = reply.send(r);
             }
             Request::Leave { conn, group, reply } => {
                 let r = self.core.leave(now, conn, &group, &mut out);
+                self.observe(Observed::Leave { conn, group: &group, result: r });
                 let _ = reply.send(r);
             }
             Request::Mcast { conn, guarantee, payload, reply } => {
+                let group = self
+                    .observer
+                    .is_some()
+                    .then(|| self.core.conn_group(conn).map(|(g, _)| g.as_bytes().to_vec()))
+                    .flatten();
                 let r = self.core.mcast(now, conn, guarantee, &payload, &mut out);
+                self.observe(Observed::Mcast {
+                    conn,
+                    group: group.as_deref(),
+                    guarantee,
+                    payload: &payload,
+                    result: r,
+                });
                 let _ = reply.send(r);
             }
             Request::Disconnect { conn } => self.drop_client(conn, &mut out),
@@ -411,7 +472,9 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
     }
 
     fn drop_client(&mut self, conn: ConnId, out: &mut Vec<Output>) {
-        self.clients.remove(&conn);
+        if self.clients.remove(&conn).is_some() {
+            self.observe(Observed::Disconnect { conn });
+        }
         self.core.disconnect(self.now(), conn, out);
     }
 
@@ -447,6 +510,9 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         loop {
             let mut next = Vec::new();
             for o in out.drain(..) {
+                if !matches!(o, Output::Cpg(_)) {
+                    self.observe(Observed::Output(&o));
+                }
                 match o {
                     Output::Send { dest, msg } => self.send(dest, &msg).await,
                     Output::PersistRingSeq(seq) => {
@@ -497,7 +563,12 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
 
     fn hand_to_client(&mut self, conn: ConnId, event: ClientEvent, out: &mut Vec<Output>) {
         let Some(tx) = self.clients.get(&conn) else { return };
-        if tx.try_send(event).is_err() {
+        let copy = self.observer.is_some().then(|| event.clone());
+        if tx.try_send(event).is_ok() {
+            if let Some(kind) = copy {
+                self.observe(Observed::Output(&Output::Cpg(totem_core::cpg::Event { conn, kind })));
+            }
+        } else {
             // Full (the client stopped reading) or closed (it went away): its processes
             // leave their groups; nobody else waits for it.
             self.stats.clients_stalled += 1;

@@ -16,6 +16,7 @@
 //!   judged by the spec (the convergence bound is documented there).
 //! - [`scenario`]: scripted runs (named regression scenarios).
 
+pub mod cluster;
 pub mod cpg;
 pub mod faults;
 pub mod options;

@@ -35,6 +35,10 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Whole clusters on the real node runtime under turmoil (swarm over seeds).
+    Cluster(sim::cluster::cli::ClusterArgs),
+    /// Run scenario files on the cluster level (format: sim::cluster::script).
+    Scenario(sim::cluster::cli::ScenarioArgs),
     /// Run one seed and print what happened.
     Replay {
         #[arg(long)]
@@ -257,6 +261,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { seeds, start, jobs, json, limits } => sweep(seeds, start, jobs, json, &limits),
         Command::Replay { seed, trace, limits } => replay(seed, trace, &limits),
+        Command::Cluster(args) => sim::cluster::cli::cluster(&args),
+        Command::Scenario(args) => sim::cluster::cli::scenario(&args),
     }
 }
 

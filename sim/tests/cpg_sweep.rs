@@ -108,7 +108,6 @@ fn cpg_all_faults_drawn_timing() {
 // configuration since the receiver's last completed round (as its NODEUP rule already
 // accounts for aborted rounds). Run with `cargo test -p sim --test cpg_sweep -- --ignored`.
 #[test]
-#[ignore = "CPG-8's NODEDOWN rule does not account for aborted synchronization rounds (see the module docs)"]
 fn cpg8_nodedown_after_an_aborted_round() {
     let limits = Limits { cpg: true, safety_secs: 10, token_ms: Some(300), ..Limits::default() };
     let report = sim::run(Options::draw(230, &limits)).expect("run");

@@ -13,11 +13,15 @@
 //!   received its leave confchg, or its connection ended (exit, crash, restart of its
 //!   node). This covers exits, crashes and the zombie cleanup of a synchronization
 //!   (processes that went away while p was partitioned from them);
-//! - **NodeDown**: n is not p's own node, and p delivered a transitional configuration
-//!   before the confchg whose members (the latest such) do not include n. The study's
-//!   "not in the latest regular members" is too strong: a node that crashed and restarted
-//!   within one membership change is in the new regular configuration but not in the
-//!   transitional one, and its old processes are rightly reported NODEDOWN;
+//! - **NodeDown**: n is not p's own node, and some transitional configuration that p
+//!   delivered after its last synchronized regular configuration (one with a valid
+//!   `CpgTotemConfchg`; the current one excluded) and before the confchg does not include
+//!   n. The study's "not in the latest regular members" is too strong: a node that crashed
+//!   and restarted within one membership change is in the new regular configuration but
+//!   not in the transitional one, and its old processes are rightly reported NODEDOWN.
+//!   "The latest transitional configuration" alone is too strong as well: a node that left
+//!   in a change whose synchronization was aborted and came back in the next one missed
+//!   messages that p delivered, and is rightly reported NODEDOWN (then NODEUP);
 //! - **NodeUp**: n is not p's own node and is a member of p's latest regular configuration
 //!   r; and n is not a member of the transitional configuration before r while p's regular
 //!   configuration before that was synchronized at p (has a valid `CpgTotemConfchg`, see
@@ -37,8 +41,8 @@ use crate::{Violation, finish};
 
 pub const ID: &str = "CPG-8";
 pub const STATEMENT: &str = "Reasons: JOIN only after a CpgJoin of that process to that group, LEAVE only after its \
-     CpgLeave, PROCDOWN only for a process that went away, NODEDOWN only for a node outside the latest \
-     transitional configuration, NODEUP only for a node of the current ring that was not synchronized with \
+     CpgLeave, PROCDOWN only for a process that went away, NODEDOWN only for a node missing from a \
+     transitional configuration since the last synchronization, NODEUP only for a node of the current ring that was not synchronized with \
      the receiver.";
 
 /// Check CPG-8 over `trace`.
@@ -185,21 +189,40 @@ pub fn check_indexed(ix: &Index<'_>) -> Vec<Violation> {
                                 bad(p, r, "a process of the receiving node".to_string(), vec![]);
                                 continue;
                             }
-                            match last_trans.map(|k| &ih.epochs[k].config) {
-                                None => {
-                                    bad(p, r, "before any transitional configuration".to_string(), vec![])
+                            let Some(kt) = last_trans else {
+                                bad(p, r, "before any transitional configuration".to_string(), vec![]);
+                                continue;
+                            };
+                            // Some transitional configuration since p's last synchronized
+                            // regular configuration (before the current one) lacks n.
+                            let mut missing = false;
+                            let mut k = kt;
+                            loop {
+                                let cfg = &ih.epochs[k].config;
+                                if cfg.is_regular() {
+                                    if Some(k) != last_reg && act.activated(inc, k) {
+                                        break;
+                                    }
+                                } else if !cfg.has_member(p.node) {
+                                    missing = true;
+                                    break;
                                 }
-                                Some(t) if t.has_member(p.node) => bad(
+                                let Some(prev) = k.checked_sub(1) else { break };
+                                k = prev;
+                            }
+                            if !missing {
+                                let t = &ih.epochs[kt].config;
+                                bad(
                                     p,
                                     r,
                                     format!(
-                                        "node {} is in the latest transitional configuration {:?}",
+                                        "node {} is in every transitional configuration since the last \
+                                         synchronization (the latest: {:?})",
                                         p.node,
                                         node_set(t.members)
                                     ),
                                     vec![t.event],
-                                ),
-                                Some(_) => {}
+                                );
                             }
                         }
                         _ => bad(p, r, "not a reason for leaving".to_string(), vec![]),
@@ -286,7 +309,7 @@ mod tests {
         assert!(has(leave, "LEAVE #1 but 0"));
         assert!(has(procdown, "not gone away"));
         assert!(has(nodeup, "came along"));
-        assert!(has(nodedown, "in the latest transitional"));
+        assert!(has(nodedown, "in every transitional configuration since the last synchronization"));
         assert!(has(nodedown, "receiving node"));
         assert!(has(odd, "not a reason for joining"));
     }

@@ -1,0 +1,203 @@
+//! The cluster level (the real node runtime under turmoil): determinism, the scenario
+//! files of `sim/scenarios/`, a regression seed, and the bounded swarm sweep CI runs.
+//!
+//! Run in release: `cargo test --release -p sim --test cluster`. A failure prints the seed
+//! and the command that replays it.
+
+use sim::cluster::{
+    ClusterFaults, ClusterLimits, ClusterOptions, ClusterReport, Script, run_script, run_swarm,
+};
+use std::path::PathBuf;
+
+fn describe(r: &ClusterReport, replay: &str) -> String {
+    let mut s = format!("seed {} failed: {:?}\n", r.seed, r.properties());
+    for v in r.violations.iter().take(8) {
+        s.push_str(&format!("  {v}\n"));
+    }
+    s.push_str(&format!("  replay: {replay}\n"));
+    s
+}
+
+// Goal: the same seed gives the same trace, byte for byte (hash), and another seed a
+// different one. Method: run a faulty 3-node seed twice, and its neighbour once.
+#[test]
+fn same_seed_same_trace_hash() {
+    let limits = ClusterLimits { nodes: 3, duration_secs: 6, ..ClusterLimits::default() };
+    let a = run_swarm(ClusterOptions::draw(7, &limits));
+    let b = run_swarm(ClusterOptions::draw(7, &limits));
+    let c = run_swarm(ClusterOptions::draw(8, &limits));
+    assert!(a.trace_events > 1000, "a real run: {} events", a.trace_events);
+    assert_eq!(a.trace_hash, b.trace_hash, "seed 7 twice");
+    assert_eq!(a.trace_events, b.trace_events);
+    assert_ne!(a.trace_hash, c.trace_hash, "seeds 7 and 8");
+}
+
+// Goal: a scenario runs the same way twice too (scripted actions, formed start).
+#[test]
+fn scenario_is_deterministic() {
+    let s = Script::parse(
+        "nodes 3\ntoken 1000ms\nat 1s crash 2\nat 3s restart 2\nexpect converged within bound\n",
+    )
+    .expect("parses");
+    let a = run_script(&s, 5);
+    let b = run_script(&s, 5);
+    assert!(a.passed(), "{}", describe(&a, "scenario"));
+    assert_eq!(a.trace_hash, b.trace_hash);
+}
+
+fn scenario_files() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("sim/scenarios")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    files
+}
+
+// Goal: every scenario file parses and passes (safety throughout; convergence, delivery
+// and the expected live set where it says so). Method: each file with seed 1, on two
+// threads.
+#[test]
+fn scenario_files_pass() {
+    let files = scenario_files();
+    assert!(files.len() >= 20, "the scenario twins are there: {files:?}");
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(file) = files.get(i) else { break };
+                    let text = std::fs::read_to_string(file).expect("readable");
+                    let script = match Script::parse(&text) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            failures.lock().expect("lock").push(format!("{}: {e}", file.display()));
+                            continue;
+                        }
+                    };
+                    let r = run_script(&script, 1);
+                    if !r.passed() {
+                        let replay = format!(
+                            "cargo run --release -p sim -- scenario {} --seed 1 --log",
+                            file.display()
+                        );
+                        failures.lock().expect("lock").push(format!(
+                            "{}: {}",
+                            script.name,
+                            describe(&r, &replay)
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("lock");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// Goal: the twin of s02 shows what the packet-level test asserts: the paused node, once
+// resumed, delivers a transitional configuration without the two nodes that moved on.
+#[test]
+fn s02_twin_paused_node_learns_it_was_removed() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/s02_paused_node_learns_it_was_removed.txt");
+    let script = Script::parse(&std::fs::read_to_string(path).expect("file")).expect("parses");
+    let r = run_script(&script, 2);
+    assert!(r.passed(), "{}", describe(&r, "s02"));
+    let told = sim::cluster::run::configs(&r.trace, 3).iter().any(|(_, _, kind, _, members)| {
+        *kind == spec::ConfKind::Transitional && !members.contains(&1) && !members.contains(&2)
+    });
+    assert!(told, "node 3 never delivered a transitional configuration without 1 and 2");
+}
+
+/// The limits of the CI sweep: 5 nodes, 10 simulated seconds of faults, every fault kind
+/// but restarts that lose the disk (see `full_fault_sweep`).
+fn ci_limits() -> ClusterLimits {
+    ClusterLimits {
+        nodes: 5,
+        duration_secs: 10,
+        faults: ClusterFaults { wipe: false, ..ClusterFaults::all() },
+        ..ClusterLimits::default()
+    }
+}
+
+/// Seeds of the CI sweep that fail today, with the property, and why. Each must still
+/// fail that way (so that a fix shows up here and the entry is removed).
+///
+/// CPG-12: a node n that leaves p's membership (p's transitional configuration lacks it)
+/// while n delivers its own last messages elsewhere, and returns in the very next change
+/// before p's CPG round completed: the next round's downlist counts from the last
+/// completed round and the latest transitional configuration only, so n is not reported
+/// NODEDOWN and p misses messages without a view change. Reporting it NODEDOWN would break
+/// CPG-8 as the spec states it today (NodeDown only for nodes outside the latest
+/// transitional configuration): the core and the spec must agree on a fix.
+const KNOWN_FAILURES: &[(u64, &str)] = &[];
+
+// Goal: the bounded sweep CI runs on every submission (about a minute in release on two
+// cores): 60 swarm seeds of 5 nodes with faults, each judged by every safety property and
+// by liveness after the heal. Method: all seeds on two threads; every failure must be a
+// known one, and every known one must still fail as recorded.
+#[test]
+fn bounded_swarm_sweep() {
+    let limits = ci_limits();
+    let seeds: Vec<u64> = (1..=60).collect();
+    let reports = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else { break };
+                    let mut r = run_swarm(ClusterOptions::draw(seed, &limits));
+                    r.trace = Default::default();
+                    reports.lock().expect("lock").push(r);
+                }
+            });
+        }
+    });
+    let mut reports = reports.into_inner().expect("lock");
+    reports.sort_by_key(|r| r.seed);
+    let replay = |seed| {
+        format!("cargo run --release -p sim -- cluster --seed {seed} --nodes 5 --duration 10 --no-wipe")
+    };
+    let mut problems = Vec::new();
+    for r in &reports {
+        let known = KNOWN_FAILURES.iter().find(|(s, _)| *s == r.seed);
+        match (r.passed(), known) {
+            (true, None) => {}
+            (true, Some((_, p))) => problems.push(format!(
+                "seed {} passes now (it was a known {p} failure): remove it from KNOWN_FAILURES",
+                r.seed
+            )),
+            (false, Some((_, p))) if r.properties() == [*p] => {}
+            (false, _) => problems.push(describe(r, &replay(r.seed))),
+        }
+    }
+    let delivered: u64 = reports.iter().map(|r| r.counts.cpg_deliveries).sum();
+    assert!(delivered > 100_000, "the applications did work: {delivered} CPG deliveries");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// Goal: the long sweep with every fault kind, restarts without the disk included (the
+// README's long-sweep command does the same from the CLI). Ignored: it finds failures
+// today. Besides CPG-12 above: a node restarted without its disk can form a ring whose id
+// it already used in an earlier incarnation (both derive it from the same peer's ring
+// sequence), which EVS-2d and TOT-1 report; the spec exempts state loss only in EVS-2c.
+#[test]
+#[ignore = "finds the known CPG-12 and ring-id-reuse-after-disk-loss failures; run by hand"]
+fn full_fault_sweep() {
+    let limits = ClusterLimits { nodes: 5, duration_secs: 20, ..ClusterLimits::default() };
+    let mut failed = Vec::new();
+    for seed in 1..=100 {
+        let r = run_swarm(ClusterOptions::draw(seed, &limits));
+        if !r.passed() {
+            failed.push(describe(&r, &format!("cargo run --release -p sim -- cluster --seed {seed}")));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
