@@ -66,8 +66,14 @@ impl Srp {
 
     /// Give up on the ring being recovered: the old ring becomes current again, so the next
     /// attempt recovers its messages afresh.
+    ///
+    /// Old-ring messages that arrived wrapped in the abandoned ring are kept: they are unwrapped
+    /// into the old ring's queue, as installation would have done. This node has announced
+    /// holding them (see `handle_mcast`), so the next attempt must count and re-send them;
+    /// Corosync drops them with the recovery queue.
     pub(crate) fn abandon_recovery(&mut self) {
-        if let Some(old) = self.old_ring.take() {
+        if let Some(mut old) = self.old_ring.take() {
+            unwrap_recovered(&self.ring, &mut old);
             self.ring = old;
         }
         self.recovery = super::Recovery::default();
@@ -107,17 +113,7 @@ impl Srp {
         self.set_state(State::Operational, out);
 
         // Old-ring messages recovered through the new ring fill the old ring's holes.
-        for (_, wrapper) in self.ring.queue.iter() {
-            let McastBody::Recovered(inner) = &wrapper.body else { continue };
-            // (Its Receive probe was emitted when the wrapper arrived.)
-            if inner.ring_id == old.ring_id
-                && old.queue.in_window(inner.seq)
-                && old.queue.insert(inner.seq, (**inner).clone())
-            {
-                old.high_seq_received = old.high_seq_received.max(inner.seq);
-            }
-        }
-        old.my_aru = old.queue.contiguous_from(old.my_aru);
+        unwrap_recovered(&self.ring, &mut old);
 
         let trans = std::mem::take(&mut self.recovery.trans);
         let new_members = self.ring.members.clone();
@@ -186,4 +182,20 @@ impl Srp {
         self.recovery = super::Recovery::default();
         self.stats.rings_installed += 1;
     }
+}
+
+/// Move the old-ring messages that arrived wrapped in `new` (re-sent during recovery) into
+/// `old`'s queue where they fill holes, and advance `old`'s aru over them.
+fn unwrap_recovered(new: &RingState, old: &mut RingState) {
+    for (_, wrapper) in new.queue.iter() {
+        let McastBody::Recovered(inner) = &wrapper.body else { continue };
+        // (Its Receive probe was emitted when the wrapper arrived.)
+        if inner.ring_id == old.ring_id
+            && old.queue.in_window(inner.seq)
+            && old.queue.insert(inner.seq, (**inner).clone())
+        {
+            old.high_seq_received = old.high_seq_received.max(inner.seq);
+        }
+    }
+    old.my_aru = old.queue.contiguous_from(old.my_aru);
 }
