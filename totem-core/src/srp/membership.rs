@@ -8,6 +8,11 @@
 //! - A foreign message or merge-detect from a member of this node's current ring that
 //!   carries an older ring id is a late packet of a ring already replaced, not a sign of
 //!   another partition: it is ignored instead of triggering a membership change.
+//! - A JOIN's failed set is adopted not only from a member of this node's last ring (as in
+//!   Corosync) but, from any sender, for the nodes outside that ring (see `process_join`).
+//! - A ring attempt abandoned in COMMIT or RECOVERY restarts the membership from that
+//!   attempt's members with an empty failed set, not from the sets that produced it (see
+//!   `restart_from_installing`).
 
 use super::{GatherReason, Installing, Srp, State};
 use crate::broken::Bug;
@@ -155,8 +160,33 @@ impl Srp {
                 self.fail_non_agreeing();
                 self.gather(now, GatherReason::ConsensusAgreedNoCommit, out);
             }
-            State::Commit => self.gather(now, GatherReason::TokenLostCommit, out),
-            State::Recovery => self.gather(now, GatherReason::TokenLostRecovery, out),
+            State::Commit => {
+                self.restart_from_installing();
+                self.gather(now, GatherReason::TokenLostCommit, out);
+            }
+            State::Recovery => {
+                self.restart_from_installing();
+                self.gather(now, GatherReason::TokenLostRecovery, out);
+            }
+        }
+    }
+
+    /// The ring being installed is abandoned (token loss or a JOIN in COMMIT or RECOVERY):
+    /// propose its members again, with nothing failed, as if it had been installed and then
+    /// lost.
+    ///
+    /// Corosync keeps the proc and failed sets of the gather that produced the ring. By now
+    /// they are stale: that gather's failures are already acted on (the ring excludes them),
+    /// and the members that did install the ring have cleared theirs. Carried over, they
+    /// came back in this node's JOINs, its ring-mates adopted them, and the ring that had
+    /// just formed split again. A node left out is not forgotten: if it is alive its JOINs
+    /// or messages bring it back; if it is dead it no longer holds up the next consensus.
+    fn restart_from_installing(&mut self) {
+        if let Some(installing) = &self.memb.installing {
+            let mut members: Vec<NodeId> = installing.entries.iter().map(|e| e.node).collect();
+            members.sort_unstable();
+            self.memb.proc_set = members;
+            self.memb.failed_set.clear();
         }
     }
 
@@ -347,6 +377,7 @@ impl Srp {
                     return;
                 }
                 let before = self.state;
+                self.restart_from_installing();
                 self.process_join(now, join, out);
                 if self.state == before {
                     let reason = if before == State::Commit {
@@ -380,20 +411,27 @@ impl Srp {
         for &n in &join.proc_set {
             insert_sorted(&mut memb.proc_set, n);
         }
+        // Failed entries: the sender's judgment of a member of this node's last ring is
+        // taken only from a fellow member (Corosync), so that a partition between an outsider
+        // and this ring cannot split it. About any other node this node knows nothing first
+        // hand, so it takes the sender's word, wherever the sender comes from. Corosync does
+        // not, and two nodes of different rings then disagree about a third until a consensus
+        // timeout fails one of them, often a live one; a node the sender knows to be dead
+        // also comes back with its proc set and holds up consensus for a full timeout.
         if contains(&join.failed_set, self.me) {
             insert_sorted(&mut self.memb.failed_set, join.sender);
-        } else if contains(&self.regular().members, join.sender) {
-            let failed = join.failed_set.clone();
-            for n in failed {
-                if n != self.me {
+        } else {
+            let from_member = contains(&self.regular().members, join.sender);
+            for &n in &join.failed_set {
+                if n != self.me && (from_member || !contains(&self.regular().members, n)) {
                     insert_sorted(&mut self.memb.failed_set, n);
                 }
             }
         }
         // Re-gather only if this node's sets grew. A JOIN whose failed set this node may
-        // not adopt (its sender was not in this node's ring) would otherwise count as new
-        // information every time, and two such nodes would re-gather at each other's JOINs
-        // at network speed.
+        // not wholly adopt (it names members of this node's ring and its sender is not one)
+        // would otherwise count as new information every time, and two such nodes would
+        // re-gather at each other's JOINs at network speed.
         if (self.memb.proc_set.len(), self.memb.failed_set.len()) == before {
             return;
         }
