@@ -70,6 +70,7 @@ pub struct Daemon {
     pub handle: Handle,
     runtime: Runtime<tokio::net::UdpSocket, FileStore, PacketCrypto>,
     server: Server,
+    access: Access,
 }
 
 impl Daemon {
@@ -107,7 +108,14 @@ impl Daemon {
             what: format!("binding {}", socket_path.display()),
             source,
         })?;
-        Ok(Daemon { me, socket_path, handle, runtime, server })
+        Ok(Daemon {
+            me,
+            socket_path,
+            handle,
+            runtime,
+            server,
+            access: Access { allowed_gid: config.system.ipc_gid },
+        })
     }
 
     /// Reload requests made over IPC (`totemctl reload`) arrive here; whoever holds the
@@ -121,9 +129,9 @@ impl Daemon {
 
     /// Serve until SIGTERM / SIGINT (a clean leave) or a fatal error.
     pub async fn run(self) -> Result<RuntimeStats, DaemonError> {
-        let Daemon { handle, runtime, server, socket_path, me } = self;
+        let Daemon { handle, runtime, server, socket_path, me, access } = self;
         tracing::info!("node {me} starting; clients connect to {}", socket_path.display());
-        let serve = tokio::spawn(server.serve(handle.clone(), Access::default(), CLIENT_QUEUE));
+        let serve = tokio::spawn(server.serve(handle.clone(), access, CLIENT_QUEUE));
         let signals = tokio::spawn(watch_signals(handle.clone()));
         let result = runtime.run().await;
         serve.abort();

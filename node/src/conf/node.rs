@@ -153,6 +153,9 @@ pub struct SystemConfig {
     pub state_dir: PathBuf,
     /// The IPC socket.
     pub run_dir: PathBuf,
+    /// Besides root and the daemon's own user, members of this group (numeric gid) may use
+    /// the IPC socket (`system.ipc_gid`; like Corosync's `uidgid { gid: }`).
+    pub ipc_gid: Option<u32>,
 }
 
 /// `logging.debug`.
@@ -262,7 +265,11 @@ impl NodeConfig {
             local_nodeid: Some(NodeId(1)),
             block_unlisted_ips: true,
             crypto: CryptoConfig::Keyed { cipher: Cipher::Aes256Siv, key: KeySource::Ephemeral },
-            system: SystemConfig { state_dir: DEFAULT_STATE_DIR.into(), run_dir: DEFAULT_RUN_DIR.into() },
+            system: SystemConfig {
+                state_dir: DEFAULT_STATE_DIR.into(),
+                run_dir: DEFAULT_RUN_DIR.into(),
+                ipc_gid: None,
+            },
             logging: LoggingConfig::default(),
         }
     }
@@ -1195,8 +1202,22 @@ impl<'f> Mapper<'f> {
             };
         let state_dir = dir(self, "state_dir", DEFAULT_STATE_DIR, &overrides.state_dir)?;
         let run_dir = dir(self, "run_dir", DEFAULT_RUN_DIR, &overrides.run_dir)?;
+        let ipc_gid = match keys.take("ipc_gid") {
+            None => None,
+            Some(kv) => match kv.value.parse::<u32>() {
+                Ok(gid) => Some(gid),
+                Err(_) => {
+                    return Err(self.key_error(
+                        &keys,
+                        kv,
+                        ConfErrorKind::Value,
+                        "not a numeric group id".into(),
+                    ));
+                }
+            },
+        };
         self.finish(keys, SYSTEM_NOT_ACTED);
-        Ok(SystemConfig { state_dir, run_dir })
+        Ok(SystemConfig { state_dir, run_dir, ipc_gid })
     }
 
     fn quorum(&mut self, sections: &[&'f Section]) {

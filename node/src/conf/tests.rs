@@ -506,7 +506,10 @@ fn overrides() {
         Overrides { nodeid: Some(NodeId(2)), state_dir: Some("/tmp/s".into()), ..Overrides::default() };
     let (c, w) = NodeConfig::from_conf_with(&conf, &over).unwrap();
     assert_eq!(c.local_nodeid, Some(NodeId(2)));
-    assert_eq!(c.system, SystemConfig { state_dir: "/tmp/s".into(), run_dir: "/tmp/r".into() });
+    assert_eq!(
+        c.system,
+        SystemConfig { state_dir: "/tmp/s".into(), run_dir: "/tmp/r".into(), ipc_gid: None }
+    );
     assert_eq!(kinds(&w), [("totem.nodeid".into(), WarningKind::Adjusted)]);
     let bad = Overrides { nodeid: Some(NodeId(7)), ..Overrides::default() };
     let e = NodeConfig::from_conf_with(&conf, &bad).unwrap_err();
@@ -614,4 +617,16 @@ fn value_errors_come_before_structural_ones() {
     assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("totem.token")), "{e}");
     let e = err("logging {\n  debug: loud\n}\n");
     assert_eq!(e.key.as_deref(), Some("logging.debug"), "{e}");
+}
+
+// Goal: `system.ipc_gid` admits a group to the IPC socket; a non-numeric value names its line.
+#[test]
+fn ipc_gid() {
+    let (c, _) = ok(&format!("system {{\n\tipc_gid: 1234\n}}\n{}", nodelist(1)));
+    assert_eq!(c.system.ipc_gid, Some(1234));
+    let (c, _) = ok(&nodelist(1));
+    assert_eq!(c.system.ipc_gid, None);
+    let e = err(&format!("system {{\n\tipc_gid: wheel\n}}\n{}", nodelist(1)));
+    assert!(e.to_string().contains(":2:"), "{e}");
+    assert!(e.to_string().contains("numeric group id"), "{e}");
 }
