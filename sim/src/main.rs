@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use sim::cluster::cli::{bug_name, parse_bug};
 use sim::{FaultKinds, Limits, Options, RunReport, StartChoice};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,25 +136,6 @@ enum Start {
     Formed,
     Cold,
     Mixed,
-}
-
-fn bug_name(bug: Bug) -> String {
-    let debug = format!("{bug:?}");
-    let mut name = String::new();
-    for (i, c) in debug.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            name.push('-');
-        }
-        name.push(c.to_ascii_lowercase());
-    }
-    name
-}
-
-fn parse_bug(s: &str) -> Result<Bug, String> {
-    Bug::ALL.iter().copied().find(|&b| bug_name(b) == s).ok_or_else(|| {
-        let names: Vec<String> = Bug::ALL.iter().map(|&b| bug_name(b)).collect();
-        format!("unknown bug '{s}'; known: {}", names.join(", "))
-    })
 }
 
 impl LimitArgs {

@@ -58,17 +58,4 @@ impl Bug {
         Bug::CpgKeepJoinlistsOnAbort,
         Bug::CpgNodedownPerNode,
     ];
-    /// The variants of the Totem protocol itself (the rest are CPG's).
-    pub const TOTEM: [Bug; 10] = [
-        Bug::DeliverPastGap,
-        Bug::NeverRetransmit,
-        Bug::SendPastWindow,
-        Bug::EarlyRelease,
-        Bug::SafeOnFirstReceipt,
-        Bug::SkipRecoveryRetransmissions,
-        Bug::TransBeforeOldMessages,
-        Bug::ReuseRingSeq,
-        Bug::AcceptOldRingToken,
-        Bug::KeepFailedInCommit,
-    ];
 }

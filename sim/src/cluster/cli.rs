@@ -116,7 +116,8 @@ pub fn bug_name(bug: Bug) -> String {
     name
 }
 
-fn parse_bug(s: &str) -> Result<Bug, String> {
+/// A `--bug` value: one of [`Bug::ALL`] by its [`bug_name`].
+pub fn parse_bug(s: &str) -> Result<Bug, String> {
     Bug::ALL.iter().copied().find(|&b| bug_name(b) == s).ok_or_else(|| {
         let names: Vec<String> = Bug::ALL.iter().map(|&b| bug_name(b)).collect();
         format!("unknown bug '{s}'; known: {}", names.join(", "))
