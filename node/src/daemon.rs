@@ -4,6 +4,7 @@
 use crate::conf::{NodeAddr, NodeConfig};
 use crate::crypto::BootId;
 use crate::ipc::{Access, Server};
+use crate::journal::JournalWriter;
 use crate::protect::PacketCrypto;
 use crate::runtime::{Handle, Runtime, RuntimeConfig, RuntimeStats};
 use crate::store::FileStore;
@@ -73,9 +74,22 @@ pub struct Daemon {
     access: Access,
 }
 
+/// Choices made on the command line rather than in the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonOptions {
+    /// Journal everything the node does to this file ([`crate::journal`]); also turns on
+    /// the core's internal probes.
+    pub trace_file: Option<PathBuf>,
+}
+
 impl Daemon {
     /// Bind, load the key, read the persisted state. Must run inside a tokio runtime.
     pub fn prepare(config: &NodeConfig) -> Result<Daemon, DaemonError> {
+        Daemon::prepare_with(config, &DaemonOptions::default())
+    }
+
+    /// [`Daemon::prepare`] with command-line options.
+    pub fn prepare_with(config: &NodeConfig, options: &DaemonOptions) -> Result<Daemon, DaemonError> {
         let me = local_node(config)?;
         let mut nodelist = BTreeMap::new();
         for node in &config.nodes {
@@ -98,11 +112,21 @@ impl Daemon {
             .map_err(|source| DaemonError::Bind { addr: bind, source })?;
         // The seed of the core's generator (ring sequence base on a first start, jitter):
         // from the boot id, which is fresh for every start.
-        let core =
-            totem_core::Config { rng_seed: boot.0 ^ u64::from(me.0).rotate_left(32), ..config.core.clone() };
+        let core = totem_core::Config {
+            rng_seed: boot.0 ^ u64::from(me.0).rotate_left(32),
+            probes: config.core.probes || options.trace_file.is_some(),
+            ..config.core.clone()
+        };
         let rc = RuntimeConfig { node_id: me, core, nodelist, client_queue: CLIENT_QUEUE };
-        let (runtime, handle) = Runtime::new(rc, socket, store, PacketCrypto::new(keys, me, boot))
+        let (mut runtime, handle) = Runtime::new(rc, socket, store, PacketCrypto::new(keys, me, boot))
             .map_err(DaemonError::Config)?;
+        if let Some(path) = &options.trace_file {
+            let journal = JournalWriter::create(path, me).map_err(|source| DaemonError::Io {
+                what: format!("creating the trace journal {}", path.display()),
+                source,
+            })?;
+            runtime = runtime.with_observer(journal.into_observer());
+        }
         let socket_path = config.system.run_dir.join(SOCKET_NAME);
         let server = Server::bind(&socket_path).map_err(|source| DaemonError::Io {
             what: format!("binding {}", socket_path.display()),

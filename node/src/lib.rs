@@ -14,6 +14,8 @@
 //!   Totem accepts but does not act on.
 //! - [`crypto`]: packet protection with the cluster key (AES-SIV, per-sender keys, replay
 //!   window, downgrade protection).
+//! - [`journal`]: `totemd --trace-file`, a line-per-record journal of everything a node
+//!   does, which the end-to-end tests judge with the spec.
 //! - [`keygen`]: generation of a cluster key file, as `corosync-keygen` does.
 //! - [`sam`]: the Simple Availability Manager (a supervisor that keeps a local application
 //!   alive, and its client library).
@@ -26,6 +28,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod fsutil;
 pub mod ipc;
+pub mod journal;
 pub mod keygen;
 pub mod protect;
 pub mod runtime;

@@ -47,6 +47,11 @@ struct Cli {
     /// Directory for the IPC socket (overrides system.run_dir).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Journal everything this node does (configurations, deliveries, CPG requests and
+    /// callbacks, internal protocol events) to FILE, one JSON record per line. Costs a
+    /// system call per record: for tests and investigations.
+    #[arg(long, value_name = "FILE")]
+    trace_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -81,7 +86,8 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let mut daemon = match totem_node::daemon::Daemon::prepare(&config) {
+        let options = totem_node::daemon::DaemonOptions { trace_file: cli.trace_file.clone() };
+        let mut daemon = match totem_node::daemon::Daemon::prepare_with(&config, &options) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("{e}");

@@ -110,9 +110,16 @@ impl Recorder {
     }
 
     fn observe(&mut self, node: u32, inc: u32, what: Observed<'_>) {
+        let time = host_now().unwrap_or(self.last_time);
+        self.observe_at(time, node, inc, what);
+    }
+
+    /// Record what `node`'s incarnation `inc` reported at `time` (a live runtime's
+    /// observation, or a record of a `totemd --trace-file` journal).
+    pub fn observe_at(&mut self, time: u64, node: u32, inc: u32, what: Observed<'_>) {
         match what {
-            Observed::Output(Output::Config(c)) => self.push(node, inc, config_event(c.clone())),
-            Observed::Output(Output::Probe(p)) => self.push(node, inc, probe_event(p.clone())),
+            Observed::Output(Output::Config(c)) => self.push_at(time, node, inc, config_event(c.clone())),
+            Observed::Output(Output::Probe(p)) => self.push_at(time, node, inc, probe_event(p.clone())),
             Observed::Output(Output::Deliver(d)) => {
                 let Some(app) = mcast_payload(&d.payload) else { return };
                 match payload::verify(app) {
@@ -120,12 +127,12 @@ impl Recorder {
                         self.counts.totem_deliveries += 1;
                         let slot = Slot { ring: spec_ring(d.ring_id), seq: d.seq.0 };
                         let guarantee = spec_guarantee(d.guarantee);
-                        self.push(node, inc, EventKind::Deliver { msg, slot, guarantee });
+                        self.push_at(time, node, inc, EventKind::Deliver { msg, slot, guarantee });
                     }
                     None => self.counts.corrupt_payloads += 1,
                 }
             }
-            Observed::Output(Output::Cpg(e)) => self.cpg_event(node, inc, e.conn.0, &e.kind),
+            Observed::Output(Output::Cpg(e)) => self.cpg_event(time, node, inc, e.conn.0, &e.kind),
             Observed::Output(Output::Send { .. } | Output::PersistRingSeq(_)) => {}
             Observed::Join { conn, group, pid, result } => {
                 self.counts.joins += u64::from(result.is_ok());
@@ -135,13 +142,13 @@ impl Recorder {
                     pid,
                     result: cpg_result(result),
                 };
-                self.push(node, inc, kind);
+                self.push_at(time, node, inc, kind);
             }
             Observed::Leave { conn, group, result } => {
                 self.counts.leaves += u64::from(result.is_ok());
                 let kind =
                     EventKind::CpgLeave { conn: conn.0, group: group.to_vec(), result: cpg_result(result) };
-                self.push(node, inc, kind);
+                self.push_at(time, node, inc, kind);
             }
             Observed::Mcast { conn, group, guarantee, payload: bytes, result } => {
                 let Some(msg) = payload::id_of(bytes) else { return };
@@ -149,11 +156,11 @@ impl Recorder {
                 let group = group.map(<[u8]>::to_vec).unwrap_or_default();
                 let kind =
                     EventKind::CpgMcast { conn: conn.0, group, msg, guarantee, result: cpg_result(result) };
-                self.push(node, inc, kind);
+                self.push_at(time, node, inc, kind);
                 match result {
                     Ok(()) => {
                         self.counts.cpg_mcasts_ok += 1;
-                        self.push(node, inc, EventKind::Send { msg, guarantee });
+                        self.push_at(time, node, inc, EventKind::Send { msg, guarantee });
                     }
                     Err(CpgError::TryAgain) => self.counts.cpg_try_again += 1,
                     Err(_) => {}
@@ -161,12 +168,12 @@ impl Recorder {
             }
             Observed::Disconnect { conn } => {
                 self.counts.exits += 1;
-                self.push(node, inc, EventKind::CpgExit { conn: conn.0 });
+                self.push_at(time, node, inc, EventKind::CpgExit { conn: conn.0 });
             }
         }
     }
 
-    fn cpg_event(&mut self, node: u32, inc: u32, conn: u32, e: &CpgEvent) {
+    fn cpg_event(&mut self, time: u64, node: u32, inc: u32, conn: u32, e: &CpgEvent) {
         let kind = match e {
             CpgEvent::Deliver { group, sender, payload: bytes, .. } => {
                 let Some(msg) = payload::verify(bytes) else {
@@ -193,7 +200,7 @@ impl Recorder {
                 members: members.iter().map(|n| n.0).collect(),
             },
         };
-        self.push(node, inc, kind);
+        self.push_at(time, node, inc, kind);
     }
 }
 
