@@ -78,31 +78,13 @@ pub enum DaemonMsg {
 
 /// Read one frame; `Ok(None)` at a clean end of stream.
 pub async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > FRAME_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes over the limit"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(Some(buf))
+    crate::frame::read_async(r, FRAME_MAX).await
 }
 
+/// Write one frame; a message over [`FRAME_MAX`] is refused here, before the peer would
+/// drop the connection for it.
 pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
-    let body =
-        postcard::to_stdvec(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
-    w.write_all(&frame).await
+    w.write_all(&crate::frame::encode(msg, FRAME_MAX)?).await
 }
 
 /// Who may connect besides root and the daemon's own user.

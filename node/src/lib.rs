@@ -26,6 +26,7 @@ pub mod conf;
 pub mod corosync;
 pub mod crypto;
 pub mod daemon;
+pub mod frame;
 pub mod fsutil;
 pub mod ipc;
 pub mod journal;

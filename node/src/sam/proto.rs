@@ -13,6 +13,7 @@
 //! between the supervisor and the application. The supervisor authenticates the peer with
 //! `SO_PEERCRED` (same user or root, and the child process or one of its descendants).
 
+use crate::frame;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
@@ -109,16 +110,7 @@ pub enum ProtoError {
 
 /// Encode one frame (length prefix included).
 pub fn encode<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
-    let body =
-        postcard::to_stdvec(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|&l| l as usize <= FRAME_MAX)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "frame over the limit"))?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(&body);
-    Ok(frame)
+    frame::encode(msg, FRAME_MAX)
 }
 
 /// Write one frame to a blocking stream.
@@ -130,47 +122,17 @@ pub fn write_blocking<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<
 /// Read one frame from a blocking stream; `Ok(None)` at a clean end of stream. Never
 /// allocates more than [`FRAME_MAX`], whatever the length prefix claims.
 pub fn read_blocking<R: Read>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > FRAME_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes over the limit"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
-    Ok(Some(buf))
+    frame::read_blocking(r, FRAME_MAX)
 }
 
 /// Read one frame from an async stream (the supervisor's side); `Ok(None)` at a clean end.
 pub async fn read_async<R: tokio::io::AsyncReadExt + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > FRAME_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes over the limit"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(Some(buf))
+    frame::read_async(r, FRAME_MAX).await
 }
 
 /// Decode a frame body.
-pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> io::Result<T> {
-    postcard::from_bytes(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> io::Result<T> {
+    frame::decode(body)
 }
 
 #[cfg(test)]

@@ -1,0 +1,68 @@
+//! Length-prefixed postcard frames: the wire format of both local sockets (the CPG IPC
+//! socket and the SAM supervisor's). A frame is a little-endian u32 length and that many
+//! bytes of postcard. Each socket has its own size limit; a reader never allocates more
+//! than the limit, whatever a length prefix claims.
+
+use std::io::{self, Read};
+
+use serde::{Deserialize, Serialize};
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Encode one frame (length prefix included); refuses a body over `max` bytes.
+pub fn encode<T: Serialize>(msg: &T, max: usize) -> io::Result<Vec<u8>> {
+    let body = postcard::to_stdvec(msg).map_err(|e| invalid(e.to_string()))?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&l| l as usize <= max)
+        .ok_or_else(|| invalid(format!("frame of {} bytes over the limit of {max}", body.len())))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Decode a frame body.
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> io::Result<T> {
+    postcard::from_bytes(body).map_err(|e| invalid(e.to_string()))
+}
+
+/// The body length a prefix announces, if within `max`.
+fn body_len(prefix: [u8; 4], max: usize) -> io::Result<usize> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > max {
+        return Err(invalid(format!("frame of {len} bytes over the limit of {max}")));
+    }
+    Ok(len)
+}
+
+/// Read one frame body from a blocking stream; `Ok(None)` at a clean end of stream.
+pub fn read_blocking<R: Read>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut body = vec![0u8; body_len(prefix, max)?];
+    r.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+/// Read one frame body from an async stream; `Ok(None)` at a clean end of stream.
+pub async fn read_async<R: tokio::io::AsyncReadExt + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut body = vec![0u8; body_len(prefix, max)?];
+    r.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
