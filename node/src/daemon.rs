@@ -110,8 +110,8 @@ impl Daemon {
             .map_err(|source| DaemonError::Io { what: format!("opening {}", state_dir.display()), source })?;
         let socket = crate::transport::bind_udp(bind, SOCKET_BUFFER)
             .map_err(|source| DaemonError::Bind { addr: bind, source })?;
-        // The seed of the core's generator (ring sequence base on a first start, jitter):
-        // from the boot id, which is fresh for every start.
+        // The seed of the core's generator (the residue class of the ring sequences this
+        // incarnation creates, jitter): from the boot id, which is fresh for every start.
         let core = totem_core::Config {
             rng_seed: boot.0 ^ u64::from(me.0).rotate_left(32),
             probes: config.core.probes || options.trace_file.is_some(),

@@ -302,8 +302,9 @@ impl Options {
     }
 
     /// The configuration of one incarnation of one node: the run's, with a random seed of
-    /// its own (the core draws its send_join jitter and, without persisted state, its ring
-    /// sequence base from it; a wiped restart must not draw the same base again).
+    /// its own (the core draws its send_join jitter and the residue class of the ring
+    /// sequences it creates from it; a restart, above all a wiped one, must not draw the
+    /// same class again).
     pub fn node_config(&self, node: u32, incarnation: u32) -> Config {
         let mut c = self.core_config();
         let mut rng = Rng::new(self.seed ^ (u64::from(node) << 32) ^ u64::from(incarnation));

@@ -151,6 +151,29 @@ fn restart_without_state() {
     }
 }
 
+// Goal: a representative that lost its disk never gives a new ring the id of one it formed
+// before (cluster seeds 470 and 517 of `sim cluster --duration 20` before the fix: EVS-2d,
+// TOT-1, TOT-7). Method: cold start (ring sequences from scratch); once the ring formed,
+// 2 and 3 pause while node 1 forms a ring of its own, crashes and comes back without its
+// ring sequence; 2 and 3 resume still in the old ring, whose older sequence their JOINs
+// carry. Every safety property, then convergence. Six seeds: the old numbering reused the
+// singleton's id whenever the wiped node's fresh base fell below that sequence.
+#[test]
+fn wiped_representative_reuses_no_ring_id() {
+    let s = Scenario::new(3).named("wiped representative reuses no ring id").cold_start();
+    let (t, epoch, token) = (2000 + s.bound_ms(), s.epoch_ms(), token_ms(&s));
+    let s = s
+        .at(t, Action::Pause(2, 3 * epoch))
+        .at(t, Action::Pause(3, 3 * epoch))
+        .at(t + 2 * epoch, Action::Crash(1))
+        .at(t + 2 * epoch + token / 5, Action::Restart { node: 1, keep_state: false })
+        .expect_converged();
+    for r in s.check_seeds(1..=6) {
+        assert_eq!(r.live, vec![1, 2, 3]);
+        assert_eq!(r.stats.state_wipes, 1);
+    }
+}
+
 // Goal: a node killed and restarted at once (faster than anyone's token timeout) rejoins.
 #[test]
 fn instant_restart() {

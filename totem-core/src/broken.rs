@@ -23,7 +23,8 @@ pub enum Bug {
     SkipRecoveryRetransmissions,
     /// Deliver the transitional configuration before the old-ring messages up to the gap.
     TransBeforeOldMessages,
-    /// Ignore the persisted ring sequence after a restart.
+    /// Ignore the persisted ring sequence after a restart (and number rings as Corosync
+    /// does, without the incarnation's residue class).
     ReuseRingSeq,
     /// Accept a token whose ring id is not this node's ring.
     AcceptOldRingToken,

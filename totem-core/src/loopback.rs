@@ -20,10 +20,14 @@ pub struct Loopback {
     pub delivered_count: Vec<u64>,
     /// Ring sequences waiting to be confirmed as durable (confirmed at the next step).
     persisted: Vec<(usize, u64)>,
-    /// Crashed or shut-down nodes receive nothing and fire no timers.
+    /// Crashed, paused or shut-down nodes receive nothing and fire no timers (a paused node
+    /// is one set back to alive later, with its state and timers as they were).
     pub alive: Vec<bool>,
     /// Configuration changes per node, in order, when `record` is set.
     pub configs: Vec<Vec<crate::ConfigChange>>,
+    /// Rings each node entered COMMIT for (ring id, members), when `record` is set and the
+    /// configuration has `probes` on.
+    pub commits: Vec<Vec<(RingId, Vec<NodeId>)>>,
     pub record: bool,
 }
 
@@ -36,7 +40,7 @@ impl Loopback {
             .iter()
             .map(|&id| Node::new_on_ring(config.clone(), id, ring, &members))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::with_nodes(nodes, record)
+        Self::from_nodes(nodes, record)
     }
 
     /// Nodes 1..=n starting from nothing: they must form a ring by themselves.
@@ -44,10 +48,11 @@ impl Loopback {
         let nodes = (1..=n as u32)
             .map(|id| Node::new(config.clone(), NodeId(id), None))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::with_nodes(nodes, record)
+        Self::from_nodes(nodes, record)
     }
 
-    fn with_nodes(nodes: Vec<Node>, record: bool) -> Result<Loopback, ConfigError> {
+    /// These nodes (built by the caller, e.g. on a ring of its choice), started.
+    pub fn from_nodes(nodes: Vec<Node>, record: bool) -> Result<Loopback, ConfigError> {
         let n = nodes.len();
         let mut lb = Loopback {
             nodes,
@@ -57,6 +62,7 @@ impl Loopback {
             delivered: vec![Vec::new(); n],
             delivered_count: vec![0; n],
             configs: vec![Vec::new(); n],
+            commits: vec![Vec::new(); n],
             alive: vec![true; n],
             persisted: Vec::new(),
             record,
@@ -94,6 +100,11 @@ impl Loopback {
                     }
                 }
                 Output::PersistRingSeq(seq) => self.persisted.push((from, seq)),
+                Output::Probe(crate::Probe::Commit { ring_id, members, .. }) => {
+                    if self.record {
+                        self.commits[from].push((ring_id, members));
+                    }
+                }
                 Output::Probe(_) | Output::Cpg(_) => {}
             }
         }
@@ -113,6 +124,19 @@ impl Loopback {
     /// Stop node `i` abruptly.
     pub fn crash(&mut self, i: usize) {
         self.alive[i] = false;
+    }
+
+    /// Replace node `i` by a new incarnation `node` (built with or without the persisted
+    /// ring sequence) and start it. Confirmations of the old incarnation's persists are
+    /// dropped: its disk writes are not the new one's.
+    pub fn restart(&mut self, i: usize, node: Node) {
+        self.persisted.retain(|&(j, _)| j != i);
+        self.nodes[i] = node;
+        self.alive[i] = true;
+        let mut out = std::mem::take(&mut self.out);
+        self.nodes[i].start(self.now, &mut out);
+        self.apply(i, &mut out);
+        self.out = out;
     }
 
     /// Shut node `i` down cleanly (it announces its leave).

@@ -224,8 +224,10 @@ impl Node {
     /// A node that belongs to no ring yet. [`Node::start`] makes it gather: it forms a ring
     /// with whoever answers (alone, a ring of its own). `persisted_ring_seq` is the last value
     /// of [`Output::PersistRingSeq`] that the runtime stored (None on a first start or after
-    /// the state was lost: the node then draws its ring sequence base from its seeded
-    /// generator, `Config::rng_seed`, which a runtime should take from real entropy).
+    /// the state was lost). Every incarnation draws the residue class of the ring sequences
+    /// it will create from its seeded generator, `Config::rng_seed`, so a runtime must give
+    /// every start a fresh seed from real entropy (the daemon takes its boot id): that is
+    /// what keeps a node that lost its disk off its earlier ring ids.
     pub fn new(config: Config, me: NodeId, persisted_ring_seq: Option<u64>) -> Result<Node, ConfigError> {
         config.validate()?;
         if me.0 == 0 {

@@ -240,8 +240,8 @@ pub struct ClusterOptions {
 
 impl ClusterOptions {
     /// The core configuration of `node`'s incarnation `incarnation`: the run's timing, with
-    /// probes on and a seed of its own (a wiped restart must not draw the same ring
-    /// sequence base again).
+    /// probes on and a seed of its own (a restart, above all a wiped one, must not draw the
+    /// same residue class of ring sequences again).
     pub fn node_config(&self, node: u32, incarnation: u32) -> Config {
         let mut c = self.core_config();
         let mut rng = Rng::new(self.seed ^ (u64::from(node) << 32) ^ u64::from(incarnation));

@@ -13,6 +13,10 @@
 //! - A ring attempt abandoned in COMMIT or RECOVERY restarts the membership from that
 //!   attempt's members with an empty failed set, not from the sets that produced it (see
 //!   `restart_from_installing`).
+//! - A new ring's sequence is not exactly the highest seen + 4 but the first value of the
+//!   representative incarnation's residue class at or above it, so that a node that lost its
+//!   disk cannot create a ring id an earlier incarnation created (see
+//!   `super::RING_SEQ_CLASS_BITS`).
 
 use super::{GatherReason, Installing, Srp, State};
 use crate::broken::Bug;
@@ -210,7 +214,7 @@ impl Srp {
         let proposed = self.proposed();
         let members =
             if self.bug(Bug::KeepFailedInCommit) { self.memb.proc_set.clone() } else { proposed.clone() };
-        let seq = self.memb.highest_ring_seq.max(self.memb.my_ring_seq).saturating_add(4);
+        let seq = self.next_ring_seq(self.memb.highest_ring_seq.max(self.memb.my_ring_seq).saturating_add(4));
         let ring_id = RingId::new(self.me, seq);
         let entries = members
             .iter()

@@ -182,6 +182,38 @@ pub(crate) struct Membership {
     /// The highest ring sequence the runtime has confirmed durable. A ring is installed
     /// only once its sequence is.
     pub persisted_ring_seq: u64,
+    /// This incarnation's residue class of ring sequences (see [`RING_SEQ_CLASS_BITS`]):
+    /// every ring id it creates as representative has `seq % 2^bits == ring_seq_class`.
+    pub ring_seq_class: u64,
+}
+
+/// Ring sequences a representative creates are confined to a residue class modulo
+/// 2^RING_SEQ_CLASS_BITS that each incarnation draws at start from its seeded generator:
+/// the new ring's sequence is the smallest value of the class that is at least 4 above the
+/// highest sequence the node has seen (Corosync: exactly that + 4).
+///
+/// Why: a ring id is (representative, sequence), and it must name one ring forever. Within
+/// an incarnation the sequences a node proposes strictly increase, and a restart with the
+/// persisted sequence continues above it. But a node that lost its disk (or crashed before
+/// the last sequence it proposed was durable) does not know what it proposed before; it
+/// adopts the highest sequence it hears in JOINs, and when every node that knew its latest
+/// rings is gone or was paused meanwhile, that is an older value, from which it would
+/// compute again an id it had given to another ring (or to a commit token that may still
+/// be in flight). No rule can recover knowledge nobody kept; instead, incarnations of one
+/// node never share a class unless they drew the same one, so their ring ids are disjoint
+/// whatever they adopt: two incarnations reuse an id only with probability 2^-24 per pair
+/// (and then only if their sequences also meet). The price: sequences grow by up to 2^24
+/// per ring, so u64 lasts for 2^40 ring changes (over 30 000 years at one per second).
+/// Nodes other than the representative accept any sequence above their own, as before.
+pub(crate) const RING_SEQ_CLASS_BITS: u32 = 24;
+
+/// The smallest value of residue class `class` modulo 2^`bits` that is at least
+/// `at_least` (saturating at u64::MAX, after 2^40 ring changes with 24 bits).
+pub(crate) fn ring_seq_in_class(at_least: u64, class: u64, bits: u32) -> u64 {
+    let modulus = 1u64 << bits;
+    let class = class & (modulus - 1);
+    let candidate = (at_least & !(modulus - 1)) | class;
+    if candidate >= at_least { candidate } else { candidate.saturating_add(modulus) }
 }
 
 /// The ring being installed, from the commit token.
@@ -254,7 +286,7 @@ impl Srp {
             ..Membership::default()
         };
         let rng = config.rng_seed ^ u64::from(me.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Srp {
+        let mut srp = Srp {
             ring: RingState::new(me, ring_id, members),
             old_ring: None,
             memb,
@@ -270,7 +302,9 @@ impl Srp {
             last_token: None,
             stats: Stats::default(),
             rng,
-        }
+        };
+        srp.memb.ring_seq_class = srp.random_below(1 << RING_SEQ_CLASS_BITS);
+        srp
     }
 
     /// A uniformly drawn value in [0, bound) from the node's seeded generator.
@@ -283,21 +317,12 @@ impl Srp {
     }
 
     /// A node that belongs to no ring yet. Its placeholder "ring" has no members and an id
-    /// no other ring has: (this node, persisted sequence + 1).
-    ///
-    /// Without persisted state (a first start, or a lost disk) the node cannot know which
-    /// ring ids it used before. Corosync then starts from 0 and may reuse an id; we draw a
-    /// random base below 2^40 from the node's seeded generator instead, so a node that lost
-    /// its state does not reuse ring ids (with overwhelming probability). Ring sequences only
-    /// need to grow, not to be small.
+    /// no other ring has: (this node, the first sequence of its class above the persisted
+    /// one). Without persisted state (a first start, or a lost disk) it counts from 0, as
+    /// Corosync does; its class keeps it off the ring ids of its earlier incarnations.
     pub(crate) fn fresh(config: Config, me: NodeId, persisted_ring_seq: Option<u64>) -> Self {
         let mut srp = Srp::on_ring(config, me, RingId::new(me, 0), Vec::new());
-        let base = match persisted_ring_seq {
-            Some(seq) => seq,
-            None if srp.bug(crate::broken::Bug::ReuseRingSeq) => 0,
-            None => srp.random_below(1 << 40),
-        };
-        let seq = base.saturating_add(1);
+        let seq = srp.next_ring_seq(persisted_ring_seq.unwrap_or(0).saturating_add(1));
         srp.ring.ring_id = RingId::new(me, seq);
         srp.memb.highest_ring_seq = seq;
         srp.memb.my_ring_seq = seq;
@@ -305,6 +330,16 @@ impl Srp {
         srp.memb.proc_set = vec![me];
         srp.state = State::Gather;
         srp
+    }
+
+    /// The sequence of a ring this node creates: the first of its class at or above
+    /// `at_least` (see [`RING_SEQ_CLASS_BITS`]). The `ReuseRingSeq` variant numbers as
+    /// Corosync does, without a class.
+    pub(crate) fn next_ring_seq(&self, at_least: u64) -> u64 {
+        if self.bug(crate::broken::Bug::ReuseRingSeq) {
+            return at_least;
+        }
+        ring_seq_in_class(at_least, self.memb.ring_seq_class, RING_SEQ_CLASS_BITS)
     }
 
     /// The ring whose regular configuration this node is in (or was in, before the change
@@ -355,5 +390,32 @@ impl Srp {
     #[inline(always)]
     pub(crate) fn bug(&self, _bug: crate::broken::Bug) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: the next ring sequence is the first value of the class at or above the bound,
+    // and values of different classes never coincide. Method: bounds on, just below and just
+    // above class members, at 0 and near u64::MAX.
+    #[test]
+    fn ring_seq_in_class_rounds_up_into_the_class() {
+        let bits = RING_SEQ_CLASS_BITS;
+        let m = 1u64 << bits;
+        assert_eq!(ring_seq_in_class(0, 5, bits), 5);
+        assert_eq!(ring_seq_in_class(5, 5, bits), 5);
+        assert_eq!(ring_seq_in_class(6, 5, bits), m + 5);
+        assert_eq!(ring_seq_in_class(3 * m + 4, 5, bits), 3 * m + 5);
+        assert_eq!(ring_seq_in_class(3 * m + 4, m + 5, bits), 3 * m + 5, "the class is taken modulo 2^bits");
+        assert_eq!(ring_seq_in_class(u64::MAX - 1, 0, bits), u64::MAX, "saturates");
+        for at_least in [0u64, 1, 4, m - 1, m, 7 * m + 3, 1 << 41] {
+            let a = ring_seq_in_class(at_least, 17, bits);
+            let b = ring_seq_in_class(at_least, 18, bits);
+            assert!(a >= at_least && b >= at_least && a < at_least + m && b < at_least + m);
+            assert_eq!(a % m, 17);
+            assert_eq!(b % m, 18);
+        }
     }
 }
