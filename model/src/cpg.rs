@@ -282,7 +282,7 @@ impl TotemModel {
     /// new connection joins "g", then packets are delivered in a fixed order (messages
     /// before tokens, each kind smallest first) until every client has seen its own join, every node's view of
     /// "g" holds every member, and no synchronization runs (at most [`SETTLE_STEPS`]
-    /// steps). The prefix's events stay in the trace (the properties judge them too); the
+    /// steps; it also stops when nothing is in flight, see [`TotemModel::settled`]). The prefix's events stay in the trace (the properties judge them too); the
     /// budgets and the `sometimes` witnesses start from the state it ends in. With
     /// [`Start::Partitioned`](crate::Start::Partitioned) the partitions hold during the
     /// prefix: packets between them are lost (the partition heals at the initial state).

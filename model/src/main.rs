@@ -327,6 +327,18 @@ fn set_bug(_: &mut Settings, name: &str) -> anyhow::Result<()> {
     bail!("--bug {name} needs the broken variants: build with `--features broken`")
 }
 
+/// Say so when the CPG members' prefix did not settle (a broken core, or a start where
+/// the joins cannot complete): the initial state is then not the settled one documented.
+fn warn_unsettled(m: &TotemModel) {
+    if m.init_states().first().is_some_and(|s| !m.settled(s)) {
+        eprintln!(
+            "warning: the CPG members' prefix did not settle (it stops when nothing is in flight, \
+             or after {} steps); the initial state is where it stopped",
+            model::cpg::SETTLE_STEPS
+        );
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -341,6 +353,7 @@ fn main() -> anyhow::Result<()> {
         Command::Walk(args) => {
             let m = TotemModel::new(args.model.settings()?)?;
             println!("model: {}", args.model.summary());
+            warn_unsettled(&m);
             let walk = run::walk(&m, args.seed, args.steps, args.actions);
             print!("{walk}");
             Ok(())
@@ -359,6 +372,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Check(args) => {
             let m = TotemModel::new(args.model.settings()?)?;
+            warn_unsettled(&m);
             let opts = Options {
                 search: if args.dfs { Search::Dfs } else { Search::Bfs },
                 threads: args.threads,
