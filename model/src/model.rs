@@ -1,11 +1,13 @@
 //! The stateright model: N real `totem-core` nodes, a bounded faulty network, timers that
-//! fire nondeterministically, crashes, restarts and application sends.
+//! fire nondeterministically, crashes, restarts and application sends (raw Totem messages,
+//! or CPG client requests on top of `CpgNode`s, see [`crate::cpg`]).
 //!
 //! # State
 //!
-//! A [`ModelState`] holds, per machine, the real [`Node`] (behind an `Arc`, so that a step
-//! clones only the node it touches), its incarnation, its application's message counter and
-//! its persisted ring sequence; the multiset of messages in flight (wire-encoded, so they are
+//! A [`ModelState`] holds, per machine, the real core ([`Core`]: a [`Node`] or a `CpgNode`,
+//! behind an `Arc`, so that a step clones only the core it touches), its incarnation, its
+//! application's message counter, its persisted ring sequence and its CPG clients; the
+//! multiset of messages in flight (wire-encoded, so they are
 //! ordered and hashed by their bytes); the fault budgets used so far; and the spec trace of
 //! the path that reached the state.
 //!
