@@ -10,6 +10,21 @@ fn ids(v: &[NodeId]) -> String {
     format!("[{}]", parts.join(","))
 }
 
+/// A group name, quoted, with non-printable bytes escaped (`"g\0"`).
+pub fn group(name: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(name))
+}
+
+fn procs(v: &[spec::trace::Process]) -> String {
+    let parts: Vec<String> = v.iter().map(|p| format!("{}:{}", p.node, p.pid)).collect();
+    format!("[{}]", parts.join(","))
+}
+
+fn changes(v: &[(spec::trace::Process, spec::trace::CpgReason)]) -> String {
+    let parts: Vec<String> = v.iter().map(|(p, r)| format!("{}:{} {r:?}", p.node, p.pid)).collect();
+    format!("[{}]", parts.join(", "))
+}
+
 fn nums(v: &[u32]) -> String {
     let parts: Vec<String> = v.iter().map(|n| n.to_string()).collect();
     format!("[{}]", parts.join(","))
@@ -109,6 +124,32 @@ pub fn event(kind: &EventKind, verbose: bool) -> Option<String> {
         ),
         EventKind::Deliver { msg, slot, guarantee } => {
             format!("delivers {msg:?} at {:?}#{} ({guarantee:?})", slot.ring, slot.seq)
+        }
+        EventKind::CpgJoin { conn, group: g, pid, result } => {
+            format!("conn {conn} joins {} as pid {pid}: {result:?}", group(g))
+        }
+        EventKind::CpgLeave { conn, group: g, result } => {
+            format!("conn {conn} leaves {}: {result:?}", group(g))
+        }
+        EventKind::CpgMcast { conn, group: g, msg, guarantee, result } => {
+            format!("conn {conn} multicasts {msg:?} ({guarantee:?}) to {}: {result:?}", group(g))
+        }
+        EventKind::CpgDeliver { conn, group: g, sender, msg } => {
+            format!("conn {conn} gets {msg:?} from {}:{} in {}", sender.node, sender.pid, group(g))
+        }
+        EventKind::CpgConfchg { conn, group: g, members, left, joined } => format!(
+            "conn {conn} view of {}: {} (left {}, joined {})",
+            group(g),
+            procs(members),
+            changes(left),
+            changes(joined)
+        ),
+        EventKind::CpgTotemConfchg { conn, ring, members } => {
+            format!("conn {conn} totem view {ring:?} {}", nums(members))
+        }
+        EventKind::CpgExit { conn } => format!("conn {conn} exits"),
+        EventKind::CpgMembership { conn, group: g, members } if verbose => {
+            format!("conn {conn} snapshot of {}: {}", group(g), procs(members))
         }
         EventKind::Assign { slot } if verbose => format!("assigns {:?}#{}", slot.ring, slot.seq),
         EventKind::Receive { slot } if verbose => format!("holds {:?}#{}", slot.ring, slot.seq),

@@ -3,6 +3,7 @@
 //! ```text
 //! model check --nodes 3 --msgs 2 --drops 1 --dups 0 --crashes 1 --depth 40 [--bfs|--dfs]
 //!             [--threads 2] [--max-states N] [--formed|--cold] [--bug NAME]
+//!             [--cpg-joins N --cpg-leaves N --cpg-exits N --cpg-groups N]
 //! model explore --nodes 2 --msgs 1 --addr 127.0.0.1:3000
 //! model properties
 //! ```
@@ -10,10 +11,11 @@
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use model::run::{self, Options, Search};
-use model::{Guarantees, Identity, Settings, Start, Timers, TotemModel};
+use model::{CpgBudgets, Guarantees, Identity, Settings, Start, Timers, TotemModel};
 use stateright::Model;
 use std::net::SocketAddr;
 use std::time::Duration;
+use totem_core::NodeId;
 
 #[derive(Parser, Debug)]
 #[command(name = "model", about = "Model-check the Totem core (stateright) against the EVS spec", version)]
@@ -53,7 +55,7 @@ struct ModelArgs {
     /// Number of nodes (ids 1..=N).
     #[arg(long, default_value_t = 2)]
     nodes: usize,
-    /// Application messages the model may send in total.
+    /// Application messages the model may send in total (with CPG: multicasts).
     #[arg(long, default_value_t = 1)]
     msgs: u32,
     /// Packets the network may lose.
@@ -78,6 +80,10 @@ struct ModelArgs {
     /// Start every node alone in GATHER: the ring must form first.
     #[arg(long)]
     cold: bool,
+    /// Start partitioned: one formed ring per listed set of nodes, sets separated by '/'
+    /// (e.g. "1,3/2"); the rings then detect each other and merge.
+    #[arg(long, conflicts_with_all = ["cold", "formed"])]
+    partitions: Option<String>,
     /// Delivery guarantees the application may ask for.
     #[arg(long, value_enum, default_value_t = GuaranteeArg::Both)]
     guarantee: GuaranteeArg,
@@ -109,6 +115,26 @@ struct ModelArgs {
     /// A deliberately broken core variant (needs the `broken` feature), e.g. DeliverPastGap.
     #[arg(long)]
     bug: Option<String>,
+    /// Run the CPG service on every node, used by client connections (implied by any
+    /// --cpg-* budget). Multicasts then count against --msgs; raw Totem sends are off.
+    #[arg(long)]
+    cpg: bool,
+    /// CPG processes already in group "g" at the start, one per listed node (e.g. 1,2,2):
+    /// they join in a fault-free prefix that ends when every view is complete.
+    #[arg(long, value_delimiter = ',')]
+    cpg_members: Vec<u32>,
+    /// CPG joins (a new connection, or a re-join after a completed leave), all nodes.
+    #[arg(long, default_value_t = 0)]
+    cpg_joins: u32,
+    /// CPG leaves of joined connections.
+    #[arg(long, default_value_t = 0)]
+    cpg_leaves: u32,
+    /// CPG exits: a connection in a group closes without leaving (PROCDOWN).
+    #[arg(long, default_value_t = 0)]
+    cpg_exits: u32,
+    /// How many groups clients may join (1 to 3: "g", "g\0", "gg").
+    #[arg(long, default_value_t = 1)]
+    cpg_groups: usize,
 }
 
 #[derive(Args, Debug)]
@@ -185,7 +211,11 @@ impl ModelArgs {
             crashes: self.crashes,
             visits: self.visits,
             rings: self.rings,
-            start: if self.cold { Start::Cold } else { Start::Formed },
+            start: match &self.partitions {
+                Some(p) => Start::Partitioned(parse_partitions(p)?),
+                None if self.cold => Start::Cold,
+                None => Start::Formed,
+            },
             guarantees: match self.guarantee {
                 GuaranteeArg::Agreed => Guarantees::Agreed,
                 GuaranteeArg::Safe => Guarantees::Safe,
@@ -207,6 +237,13 @@ impl ModelArgs {
             miss_count: self.miss_count,
             max_messages: self.max_messages,
             window_size: self.window,
+            cpg: self.cpg_enabled().then(|| CpgBudgets {
+                members: self.cpg_members.iter().copied().map(NodeId).collect(),
+                joins: self.cpg_joins,
+                leaves: self.cpg_leaves,
+                exits: self.cpg_exits,
+                groups: self.cpg_groups,
+            }),
             ..Settings::default()
         };
         let _ = self.formed;
@@ -216,11 +253,31 @@ impl ModelArgs {
         Ok(s)
     }
 
+    fn cpg_enabled(&self) -> bool {
+        self.cpg
+            || !self.cpg_members.is_empty()
+            || self.cpg_joins > 0
+            || self.cpg_leaves > 0
+            || self.cpg_exits > 0
+    }
+
     fn summary(&self) -> String {
+        let cpg = if self.cpg_enabled() {
+            format!(
+                ", CPG members {:?} joins {} leaves {} exits {} groups {}",
+                self.cpg_members, self.cpg_joins, self.cpg_leaves, self.cpg_exits, self.cpg_groups
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{} nodes ({}), msgs {}, drops {}, dups {}, crashes {}, visits {}, rings {}, timers {:?}{}",
+            "{} nodes ({}), msgs {}, drops {}, dups {}, crashes {}, visits {}, rings {}, timers {:?}{cpg}{}",
             self.nodes,
-            if self.cold { "cold start" } else { "formed ring" },
+            match &self.partitions {
+                Some(p) => format!("partitions {p}"),
+                None if self.cold => "cold start".to_string(),
+                None => "formed ring".to_string(),
+            },
             self.msgs,
             self.drops,
             self.dups,
@@ -231,6 +288,22 @@ impl ModelArgs {
             self.bug.as_ref().map(|b| format!(", bug {b}")).unwrap_or_default()
         )
     }
+}
+
+/// "1,3/2" -> [[1, 3], [2]].
+fn parse_partitions(text: &str) -> anyhow::Result<Vec<Vec<NodeId>>> {
+    text.split('/')
+        .map(|part| {
+            part.split(',')
+                .map(|n| {
+                    n.trim()
+                        .parse::<u32>()
+                        .map(NodeId)
+                        .with_context(|| format!("bad node id {n:?} in {text:?}"))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(feature = "broken")]
@@ -254,11 +327,24 @@ fn set_bug(_: &mut Settings, name: &str) -> anyhow::Result<()> {
     bail!("--bug {name} needs the broken variants: build with `--features broken`")
 }
 
+/// Say so when the CPG members' prefix did not settle (a broken core, or a start where
+/// the joins cannot complete): the initial state is then not the settled one documented.
+fn warn_unsettled(m: &TotemModel) {
+    if m.init_states().first().is_some_and(|s| !m.settled(s)) {
+        eprintln!(
+            "warning: the CPG members' prefix did not settle (it stops when nothing is in flight, \
+             or after {} steps); the initial state is where it stopped",
+            model::cpg::SETTLE_STEPS
+        );
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Properties => {
-            let m = TotemModel::new(Settings::default())?;
+            // With CPG on, so that the CPG properties are listed too.
+            let m = TotemModel::new(Settings { cpg: Some(CpgBudgets::default()), ..Settings::default() })?;
             for p in m.properties() {
                 println!("{:?} {}: {}", p.expectation, p.name, model::model::statement(p.name).unwrap_or(""));
             }
@@ -267,6 +353,7 @@ fn main() -> anyhow::Result<()> {
         Command::Walk(args) => {
             let m = TotemModel::new(args.model.settings()?)?;
             println!("model: {}", args.model.summary());
+            warn_unsettled(&m);
             let walk = run::walk(&m, args.seed, args.steps, args.actions);
             print!("{walk}");
             Ok(())
@@ -285,6 +372,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Check(args) => {
             let m = TotemModel::new(args.model.settings()?)?;
+            warn_unsettled(&m);
             let opts = Options {
                 search: if args.dfs { Search::Dfs } else { Search::Bfs },
                 threads: args.threads,

@@ -49,7 +49,7 @@ pub fn guarantee(g: Guarantee) -> spec::trace::Guarantee {
     }
 }
 
-fn ids(v: &[NodeId]) -> Vec<u32> {
+pub fn ids(v: &[NodeId]) -> Vec<u32> {
     v.iter().map(|n| n.0).collect()
 }
 

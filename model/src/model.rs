@@ -1,11 +1,13 @@
 //! The stateright model: N real `totem-core` nodes, a bounded faulty network, timers that
-//! fire nondeterministically, crashes, restarts and application sends.
+//! fire nondeterministically, crashes, restarts and application sends (raw Totem messages,
+//! or CPG client requests on top of `CpgNode`s, see [`crate::cpg`]).
 //!
 //! # State
 //!
-//! A [`ModelState`] holds, per machine, the real [`Node`] (behind an `Arc`, so that a step
-//! clones only the node it touches), its incarnation, its application's message counter and
-//! its persisted ring sequence; the multiset of messages in flight (wire-encoded, so they are
+//! A [`ModelState`] holds, per machine, the real core ([`Core`]: a [`Node`] or a `CpgNode`,
+//! behind an `Arc`, so that a step clones only the core it touches), its incarnation, its
+//! application's message counter, its persisted ring sequence and its CPG clients; the
+//! multiset of messages in flight (wire-encoded, so they are
 //! ordered and hashed by their bytes); the fault budgets used so far; and the spec trace of
 //! the path that reached the state.
 //!
@@ -27,6 +29,8 @@
 //! ([`NOW`]): deadlines come out identical on every path, which lets commuting steps merge.
 //! Trace events carry the step number as their time.
 
+use crate::core::{Core, Input};
+use crate::cpg::{Client, CpgBudgets, Ledger};
 use crate::describe;
 use crate::history::History;
 use crate::mapping;
@@ -38,6 +42,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use totem_core::cpg::ConnId;
 use totem_core::{
     Config, ConfigError, Dest, Guarantee, Message, Node, NodeId, Output, RingId, Time, TimerKind,
 };
@@ -49,11 +54,15 @@ pub const NOW: Time = Time::ZERO;
 pub const FORMED_RING_SEQ: u64 = 4;
 
 /// How the nodes start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Start {
     /// Every node is a member of one operational ring (`Node::new_on_ring`); node 1 holds
     /// the token.
     Formed,
+    /// Each listed set of nodes (together: every node, once) is one operational ring, its
+    /// lowest node the representative holding the token: a partitioned cluster whose
+    /// rings then find each other (merge detection) and merge.
+    Partitioned(Vec<Vec<NodeId>>),
     /// Every node starts alone and gathers (`Node::new`): the ring must form first.
     Cold,
 }
@@ -68,7 +77,7 @@ pub enum Guarantees {
 }
 
 impl Guarantees {
-    fn list(self) -> &'static [Guarantee] {
+    pub fn list(self) -> &'static [Guarantee] {
         match self {
             Guarantees::Agreed => &[Guarantee::Agreed],
             Guarantees::Safe => &[Guarantee::Safe],
@@ -140,6 +149,10 @@ pub struct Settings {
     /// flow control within reach of a few messages.
     pub max_messages: Option<u32>,
     pub window_size: Option<u32>,
+    /// Run the CPG service on every node, with client connections that join, leave,
+    /// multicast (the `msgs` budget) and exit within these budgets (`None`: Totem only,
+    /// the application submits raw messages). See [`crate::cpg`].
+    pub cpg: Option<CpgBudgets>,
     /// A deliberately broken variant of the core.
     #[cfg(feature = "broken")]
     pub bug: Option<totem_core::broken::Bug>,
@@ -165,6 +178,7 @@ impl Default for Settings {
             miss_count: 1,
             max_messages: None,
             window_size: None,
+            cpg: None,
             #[cfg(feature = "broken")]
             bug: None,
         }
@@ -223,7 +237,7 @@ impl fmt::Debug for Envelope {
 pub struct Machine {
     pub id: NodeId,
     /// `None` while crashed.
-    pub core: Option<Arc<Node>>,
+    pub core: Option<Arc<Core>>,
     /// Hash of `core` without its counters ([`crate::fingerprint`]), kept up to date so
     /// that hashing a state does not rehash every core.
     core_hash: u64,
@@ -235,6 +249,10 @@ pub struct Machine {
     pub persisted: Option<u64>,
     /// Digest of this machine's own history (see [`Identity`]).
     digest: u64,
+    /// CPG: this incarnation's client connections, in connection order.
+    pub clients: Vec<Client>,
+    /// CPG: the next fresh pid (pids are unique per machine across incarnations).
+    pub next_pid: u32,
 }
 
 impl Machine {
@@ -248,6 +266,11 @@ impl Machine {
     pub fn is_up(&self) -> bool {
         self.core.is_some()
     }
+
+    /// The Totem node, while the machine runs.
+    pub fn node(&self) -> Option<&Node> {
+        self.core.as_deref().map(Core::node)
+    }
 }
 
 /// Fault and workload budgets used so far.
@@ -259,6 +282,10 @@ pub struct Used {
     pub crashes: u32,
     /// Token visits accepted so far (all nodes).
     pub visits: u32,
+    /// CPG joins, leaves and exits.
+    pub joins: u32,
+    pub leaves: u32,
+    pub exits: u32,
 }
 
 /// What the `sometimes` properties look for, kept up to date as events are recorded.
@@ -274,6 +301,10 @@ pub struct Witnesses {
     pub merge: bool,
     /// Some node delivered a Safe message.
     pub safe: bool,
+    /// Some CPG connection received a view change with a NODEDOWN entry.
+    pub nodedown: bool,
+    /// Some CPG connection received a multicast of another node's process.
+    pub cpg_remote_delivery: bool,
     delivered: BTreeMap<MsgId, u64>,
     trans_prev: BTreeMap<Ring, Ring>,
 }
@@ -292,6 +323,8 @@ pub struct ModelState {
     /// Steps taken on that path.
     pub step: u32,
     pub witnesses: Arc<Witnesses>,
+    /// CPG: the message ids of the join and leave requests clients made.
+    pub ledger: Arc<Ledger>,
     /// Ids of the safety properties the trace violates, computed on first use; shared
     /// with the parent when the step added no event (same trace, same verdict).
     verdict: Arc<OnceLock<Vec<&'static str>>>,
@@ -306,6 +339,8 @@ impl Hash for ModelState {
             m.next_counter.hash(h);
             m.persisted.hash(h);
             m.digest.hash(h);
+            m.clients.hash(h);
+            m.next_pid.hash(h);
         }
         self.net.hash(h);
         self.used.hash(h);
@@ -323,6 +358,8 @@ impl PartialEq for ModelState {
                     && a.next_counter == b.next_counter
                     && a.persisted == b.persisted
                     && a.digest == b.digest
+                    && a.clients == b.clients
+                    && a.next_pid == b.next_pid
             })
             && self.net == other.net
             && self.used == other.used
@@ -355,10 +392,11 @@ impl fmt::Debug for ModelState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "step {}; used {:?}; new rings {:?}", self.step, self.used, self.rings)?;
         for m in &self.machines {
-            match &m.core {
+            match m.core.as_deref() {
                 Some(core) => {
-                    let s = core.status();
-                    let timers: Vec<String> = core.armed_timers().map(|(k, _)| format!("{k:?}")).collect();
+                    let node = core.node();
+                    let s = node.status();
+                    let timers: Vec<String> = node.armed_timers().map(|(k, _)| format!("{k:?}")).collect();
                     writeln!(
                         f,
                         "n{} inc {}: {:?} ring {} members {:?} pending {} persisted {:?} timers [{}]",
@@ -371,6 +409,17 @@ impl fmt::Debug for ModelState {
                         m.persisted,
                         timers.join(",")
                     )?;
+                    if let Some(cpg) = core.cpg() {
+                        let groups: Vec<String> =
+                            cpg.groups().iter().map(|(g, members)| format!("{g:?} {members:?}")).collect();
+                        writeln!(
+                            f,
+                            "    cpg: {}groups [{}] clients {:?}",
+                            if cpg.is_syncing() { "SYNCING, " } else { "" },
+                            groups.join(", "),
+                            m.clients
+                        )?;
+                    }
                 }
                 None => writeln!(f, "n{} inc {}: DOWN persisted {:?}", m.id.0, m.incarnation, m.persisted)?,
             }
@@ -398,8 +447,17 @@ pub enum Action {
     Duplicate(Envelope),
     /// An armed timer of a running node fires.
     Fire(NodeId, TimerKind),
-    /// The node's application sends a message (within the `msgs` budget).
+    /// The node's application sends a message (within the `msgs` budget; Totem-only mode).
     Submit(NodeId, Guarantee),
+    /// CPG: a new connection (`None`) or one whose leave completed joins group
+    /// `cpg::GROUPS[i]` with a fresh pid (within the `joins` budget).
+    CpgJoin(NodeId, Option<ConnId>, usize),
+    /// CPG: a joined connection leaves its group (within the `leaves` budget).
+    CpgLeave(NodeId, ConnId),
+    /// CPG: a joined or joining connection multicasts (within the `msgs` budget).
+    CpgMcast(NodeId, ConnId, Guarantee),
+    /// CPG: a connection in a group closes without leaving (within the `exits` budget).
+    CpgExit(NodeId, ConnId),
     /// The machine stops abruptly (within the `crashes` budget).
     Crash(NodeId),
     /// A crashed machine starts a new incarnation from its persisted ring sequence.
@@ -414,13 +472,23 @@ impl fmt::Debug for Action {
             Action::Duplicate(e) => write!(f, "DUPLICATE {e:?}"),
             Action::Fire(n, k) => write!(f, "n{}: timer {k:?} fires", n.0),
             Action::Submit(n, g) => write!(f, "n{}: application submits a {g:?} message", n.0),
+            Action::CpgJoin(n, conn, g) => {
+                let group = describe::group(crate::cpg::GROUPS.get(*g).copied().unwrap_or_default());
+                match conn {
+                    Some(c) => write!(f, "n{}: conn {} joins {group} again", n.0, c.0),
+                    None => write!(f, "n{}: a new connection joins {group}", n.0),
+                }
+            }
+            Action::CpgLeave(n, c) => write!(f, "n{}: conn {} leaves", n.0, c.0),
+            Action::CpgMcast(n, c, g) => write!(f, "n{}: conn {} multicasts a {g:?} message", n.0, c.0),
+            Action::CpgExit(n, c) => write!(f, "n{}: conn {} EXITS (process ends)", n.0, c.0),
             Action::Crash(n) => write!(f, "n{}: CRASH", n.0),
             Action::Restart(n) => write!(f, "n{}: restarts", n.0),
         }
     }
 }
 
-fn index(id: NodeId) -> usize {
+pub(crate) fn index(id: NodeId) -> usize {
     (id.0 as usize).saturating_sub(1)
 }
 
@@ -443,15 +511,19 @@ pub const FULL_RING: &str = "sometimes: a regular configuration of all nodes for
 pub const EVERYWHERE: &str = "sometimes: a message is delivered at every node";
 pub const MERGE: &str = "sometimes: two rings merge";
 pub const SAFE: &str = "sometimes: a Safe message is delivered";
+pub const NODEDOWN: &str = "sometimes: a CPG view change with NODEDOWN";
+pub const CPG_DELIVERY: &str = "sometimes: a CPG multicast reaches another node's connection";
 
 /// The spec properties the model judges one by one: every property `spec::check_safety`
-/// covers except the CPG ones (the model has no process groups yet); timing (TOT-10) and
-/// liveness (LIVE-n) need timed, fault-free runs and are the simulator's.
-pub fn safety_ids() -> Vec<&'static str> {
+/// covers, the CPG ones only with `cpg` (they hold vacuously on a trace without CPG
+/// events). Timing (TOT-10) and liveness (LIVE-n, CPG-7 self-delivery, CPG-11 no ghosts)
+/// need timed, fault-free runs that end settled: they are the simulator's.
+pub fn safety_ids(cpg: bool) -> Vec<&'static str> {
+    let liveness = [spec::tot10_timing::ID, spec::cpg7_self_delivery::ID, spec::cpg11_no_ghosts::ID];
     spec::PROPERTIES
         .iter()
         .map(|(id, _)| *id)
-        .filter(|id| *id != spec::tot10_timing::ID && !id.starts_with("LIVE") && !id.starts_with("CPG"))
+        .filter(|id| !liveness.contains(id) && !id.starts_with("LIVE") && (cpg || !id.starts_with("CPG")))
         .collect()
 }
 
@@ -473,10 +545,30 @@ impl TotemModel {
                 rule: "the model supports 1 to 63 nodes",
             });
         }
+        if let Start::Partitioned(parts) = &settings.start {
+            let mut listed: Vec<u32> = parts.iter().flatten().map(|n| n.0).collect();
+            listed.sort_unstable();
+            if listed != (1..=settings.nodes as u32).collect::<Vec<_>>() || parts.iter().any(Vec::is_empty) {
+                return Err(ConfigError {
+                    key: "partitions",
+                    value: format!("{parts:?}"),
+                    rule: "every node 1..=nodes in exactly one non-empty partition",
+                });
+            }
+        }
+        if let Some(b) = &settings.cpg
+            && !(1..=crate::cpg::GROUPS.len()).contains(&b.groups)
+        {
+            return Err(ConfigError {
+                key: "cpg groups",
+                value: b.groups.to_string(),
+                rule: "the model's clients use 1 to 3 groups",
+            });
+        }
         let config = settings.core_config()?;
         let params = spec::Params { max_messages: config.max_messages, window_size: config.window_size };
         let ids = (1..=settings.nodes as u32).map(NodeId).collect();
-        let safety = safety_ids();
+        let safety = safety_ids(settings.cpg.is_some());
         assert!(safety.len() <= SAFETY_CONDITIONS.len(), "more spec properties than condition slots");
         Ok(TotemModel { settings, config, params, safety, ids, latch: None })
     }
@@ -507,8 +599,18 @@ impl TotemModel {
         Config { rng_seed: u64::from(id.0), ..self.config.clone() }
     }
 
-    fn formed_ring(&self) -> RingId {
-        RingId::new(NodeId(1), FORMED_RING_SEQ)
+    /// Whether `a` and `b` start on the same ring (`Start::Cold`: every node alone).
+    pub(crate) fn same_start_ring(&self, a: NodeId, b: NodeId) -> bool {
+        a == b || self.start_ring(a).is_some_and(|r| r.contains(&b))
+    }
+
+    /// The members of the ring node `id` starts on (`None`: it starts alone in GATHER).
+    fn start_ring(&self, id: NodeId) -> Option<Vec<NodeId>> {
+        match &self.settings.start {
+            Start::Formed => Some(self.ids.clone()),
+            Start::Partitioned(parts) => parts.iter().find(|p| p.contains(&id)).cloned(),
+            Start::Cold => None,
+        }
     }
 
     /// The state after `action`, and (when `log` is given) what happened, line by line.
@@ -546,7 +648,7 @@ impl TotemModel {
                     note(log, "the packet does not decode: dropped by the receiver".into());
                     return Some(s);
                 };
-                Arc::make_mut(core).handle_message(NOW, env.from, msg, &mut out);
+                Arc::make_mut(core).handle(Input::Message(env.from, msg), &mut out);
                 self.apply(&mut s, i, out, log);
             }
             Action::Drop(env) => {
@@ -567,7 +669,7 @@ impl TotemModel {
             Action::Fire(id, kind) => {
                 let i = index(*id);
                 let core = s.machines.get_mut(i)?.core.as_mut()?;
-                Arc::make_mut(core).handle_timeout(NOW, *kind, &mut out);
+                Arc::make_mut(core).handle(Input::Timeout(*kind), &mut out);
                 self.apply(&mut s, i, out, log);
             }
             Action::Submit(id, guarantee) => {
@@ -577,8 +679,8 @@ impl TotemModel {
                 let i = index(*id);
                 let m = s.machines.get_mut(i)?;
                 let msg = MsgId::new(id.0, m.incarnation, m.next_counter);
-                let core = m.core.as_mut()?;
-                if Arc::make_mut(core).submit(NOW, &mapping::payload(msg), *guarantee, &mut out).is_err() {
+                let Core::Plain(node) = Arc::make_mut(m.core.as_mut()?) else { return None };
+                if node.submit(NOW, &mapping::payload(msg), *guarantee, &mut out).is_err() {
                     return None;
                 }
                 m.next_counter += 1;
@@ -600,6 +702,7 @@ impl TotemModel {
                 s.used.crashes += 1;
                 self.record(&mut s, i, EventKind::Crash, log);
                 s.machines[i].core = None;
+                s.machines[i].clients.clear();
                 s.machines[i].rehash();
                 if !self.settings.stale {
                     s.net.retain(|e, _| e.to != *id);
@@ -612,28 +715,45 @@ impl TotemModel {
                     return None;
                 }
                 let node = Node::new(self.node_config(*id), *id, m.persisted).ok()?;
-                m.core = Some(Arc::new(node));
+                m.core = Some(Arc::new(Core::new(node, self.settings.cpg.is_some())));
                 m.incarnation += 1;
                 m.next_counter = 0;
                 self.record(&mut s, i, EventKind::Start, log);
                 if let Some(core) = s.machines[i].core.as_mut() {
-                    Arc::make_mut(core).start(NOW, &mut out);
+                    Arc::make_mut(core).handle(Input::Start, &mut out);
                 }
                 self.apply(&mut s, i, out, log);
             }
+            Action::CpgJoin(id, conn, group) => self.cpg_join(&mut s, *id, (*conn, *group), true, log)?,
+            Action::CpgLeave(id, conn) => self.cpg_depart(&mut s, *id, *conn, false, log)?,
+            Action::CpgMcast(id, conn, guarantee) => self.cpg_mcast(&mut s, *id, *conn, *guarantee, log)?,
+            Action::CpgExit(id, conn) => self.cpg_depart(&mut s, *id, *conn, true, log)?,
         }
         Some(s)
     }
 
     /// Carry out a core's outputs in order. A ring sequence to persist is stored at once
     /// (the model's disk never fails) and confirmed to the core after the batch.
-    fn apply(&self, s: &mut ModelState, i: usize, mut out: Vec<Output>, log: &mut Option<&mut Vec<String>>) {
+    /// With CPG, Totem deliveries are mapped back to the requests that caused them, the
+    /// service's callbacks are recorded, and a batch that ends with a view change is
+    /// followed by a membership snapshot (see [`crate::cpg`]).
+    pub(crate) fn apply(
+        &self,
+        s: &mut ModelState,
+        i: usize,
+        mut out: Vec<Output>,
+        log: &mut Option<&mut Vec<String>>,
+    ) {
         let me = s.machines[i].id;
+        let cpg = self.settings.cpg.is_some();
+        // The last CPG callback of the batch, when it is a view change: (conn, group).
+        let mut last_view = None;
         loop {
             let mut confirmed = Vec::new();
             for o in out.drain(..) {
                 match o {
                     Output::Send { dest, msg } => self.send(s, me, dest, &msg, log),
+                    Output::Deliver(d) if cpg => self.deliver_cpg(s, i, &d, log),
                     Output::Deliver(d) => {
                         let msg = mapping::msg_id(&d.payload).unwrap_or(mapping::CORRUPT);
                         let slot = spec::trace::Slot { ring: mapping::ring(d.ring_id), seq: d.seq.0 };
@@ -647,8 +767,7 @@ impl TotemModel {
                         confirmed.push(seq);
                     }
                     Output::Probe(p) => self.record(s, i, mapping::probe_event(&p), log),
-                    // The model runs plain nodes (no CPG service yet).
-                    Output::Cpg(_) => {}
+                    Output::Cpg(e) => last_view = self.cpg_event(s, i, e, log),
                 }
             }
             if confirmed.is_empty() {
@@ -657,9 +776,12 @@ impl TotemModel {
             if let Some(core) = s.machines[i].core.as_mut() {
                 let core = Arc::make_mut(core);
                 for seq in confirmed {
-                    core.ring_seq_persisted(NOW, seq, &mut out);
+                    core.handle(Input::Persisted(seq), &mut out);
                 }
             }
+        }
+        if let Some((conn, group)) = last_view {
+            self.snapshot(s, i, conn, group, log);
         }
         s.machines[i].rehash();
     }
@@ -701,7 +823,13 @@ impl TotemModel {
     }
 
     /// Append an event of machine `i` to the trace, its digest and the witnesses.
-    fn record(&self, s: &mut ModelState, i: usize, kind: EventKind, log: &mut Option<&mut Vec<String>>) {
+    pub(crate) fn record(
+        &self,
+        s: &mut ModelState,
+        i: usize,
+        kind: EventKind,
+        log: &mut Option<&mut Vec<String>>,
+    ) {
         let m = &mut s.machines[i];
         let node = m.id.0;
         if log.is_some()
@@ -711,14 +839,16 @@ impl TotemModel {
         }
         let in_identity = match self.settings.identity {
             Identity::Core => false,
-            Identity::App => matches!(
-                kind,
-                EventKind::Start
-                    | EventKind::Crash
-                    | EventKind::Send { .. }
-                    | EventKind::Config { .. }
-                    | EventKind::Deliver { .. }
-            ),
+            Identity::App => {
+                matches!(
+                    kind,
+                    EventKind::Start
+                        | EventKind::Crash
+                        | EventKind::Send { .. }
+                        | EventKind::Config { .. }
+                        | EventKind::Deliver { .. }
+                ) || kind.cpg_conn().is_some()
+            }
             Identity::Full => true,
         };
         if in_identity {
@@ -746,8 +876,8 @@ impl TotemModel {
         match kind {
             EventKind::Config { kind: ConfKind::Regular, ring, members, .. } => {
                 let all = members.len() == self.ids.len() && self.ids.iter().all(|n| members.contains(&n.0));
-                let initial =
-                    self.settings.start == Start::Formed && *ring == mapping::ring(self.formed_ring());
+                let initial = self.settings.start == Start::Formed
+                    && *ring == mapping::ring(RingId::new(NodeId(1), FORMED_RING_SEQ));
                 if all && !initial && !s.witnesses.full_ring {
                     Arc::make_mut(&mut s.witnesses).full_ring = true;
                 }
@@ -774,6 +904,17 @@ impl TotemModel {
                     w.safe = true;
                 }
             }
+            EventKind::CpgConfchg { left, .. }
+                if !s.witnesses.nodedown
+                    && left.iter().any(|(_, r)| *r == spec::trace::CpgReason::NodeDown) =>
+            {
+                Arc::make_mut(&mut s.witnesses).nodedown = true;
+            }
+            EventKind::CpgDeliver { sender, .. }
+                if !s.witnesses.cpg_remote_delivery && sender.node != node =>
+            {
+                Arc::make_mut(&mut s.witnesses).cpg_remote_delivery = true;
+            }
             _ => {}
         }
     }
@@ -791,7 +932,7 @@ fn hash_debug<T: fmt::Debug, H: Hasher>(value: &T, h: &mut H) {
     let _ = fmt::write(&mut W(h), format_args!("{value:?}"));
 }
 
-fn note(log: &mut Option<&mut Vec<String>>, line: String) {
+pub(crate) fn note(log: &mut Option<&mut Vec<String>>, line: String) {
     if let Some(log) = log {
         log.push(line);
     }
@@ -821,37 +962,41 @@ impl Model for TotemModel {
             history: History::new(),
             step: 0,
             witnesses: Arc::new(Witnesses::default()),
+            ledger: Arc::new(Ledger::new()),
             verdict: Arc::new(OnceLock::new()),
         };
-        let members = self.ids.clone();
         for &id in &self.ids {
-            let (node, persisted) = match self.settings.start {
-                Start::Formed => (
-                    Node::new_on_ring(self.node_config(id), id, self.formed_ring(), &members),
-                    Some(FORMED_RING_SEQ),
-                ),
-                Start::Cold => (Node::new(self.node_config(id), id, None), None),
+            let (node, persisted) = match self.start_ring(id) {
+                Some(mut members) => {
+                    members.sort_unstable();
+                    let ring = RingId::new(members.first().copied().unwrap_or(id), FORMED_RING_SEQ);
+                    (Node::new_on_ring(self.node_config(id), id, ring, &members), Some(FORMED_RING_SEQ))
+                }
+                None => (Node::new(self.node_config(id), id, None), None),
             };
             // The configuration was validated in `TotemModel::new`; the ids are 1..=nodes.
             let Ok(node) = node else { return Vec::new() };
             s.machines.push(Machine {
                 id,
-                core: Some(Arc::new(node)),
+                core: Some(Arc::new(Core::new(node, self.settings.cpg.is_some()))),
                 core_hash: 0,
                 incarnation: 0,
                 next_counter: 0,
                 persisted,
                 digest: 0,
+                clients: Vec::new(),
+                next_pid: 1,
             });
         }
         for i in 0..s.machines.len() {
             self.record(&mut s, i, EventKind::Start, &mut None);
             let mut out = Vec::new();
             if let Some(core) = s.machines[i].core.as_mut() {
-                Arc::make_mut(core).start(NOW, &mut out);
+                Arc::make_mut(core).handle(Input::Start, &mut out);
             }
             self.apply(&mut s, i, out, &mut None);
         }
+        self.settle_members(&mut s);
         vec![s]
     }
 
@@ -865,16 +1010,20 @@ impl Model for TotemModel {
                 Timers::Idle => !s.net.keys().any(|e| e.to == m.id),
                 Timers::Quiet => s.net.is_empty(),
             };
-            if let Some(core) = m.core.as_ref().filter(|_| may_fire) {
-                actions.extend(core.armed_timers().map(|(kind, _)| Action::Fire(m.id, kind)));
+            if let Some(node) = m.node().filter(|_| may_fire) {
+                actions.extend(node.armed_timers().map(|(kind, _)| Action::Fire(m.id, kind)));
             }
         }
-        if s.used.msgs < self.settings.msgs {
-            for m in s.machines.iter().filter(|m| m.is_up()) {
-                for &g in self.settings.guarantees.list() {
-                    actions.push(Action::Submit(m.id, g));
+        match &self.settings.cpg {
+            Some(budgets) => self.cpg_actions(s, budgets, actions),
+            None if s.used.msgs < self.settings.msgs => {
+                for m in s.machines.iter().filter(|m| m.is_up()) {
+                    for &g in self.settings.guarantees.list() {
+                        actions.push(Action::Submit(m.id, g));
+                    }
                 }
             }
+            None => {}
         }
         if s.used.crashes < self.settings.crashes {
             actions.extend(s.machines.iter().filter(|m| m.is_up()).map(|m| Action::Crash(m.id)));
@@ -911,6 +1060,14 @@ impl Model for TotemModel {
         }));
         props.push(Property::sometimes(MERGE, |m, s: &ModelState| m.report(B + 2, s.witnesses.merge)));
         props.push(Property::sometimes(SAFE, |m, s: &ModelState| m.report(B + 3, s.witnesses.safe)));
+        if self.settings.cpg.is_some() {
+            props.push(Property::sometimes(NODEDOWN, |m, s: &ModelState| {
+                m.report(B + 4, s.witnesses.nodedown)
+            }));
+            props.push(Property::sometimes(CPG_DELIVERY, |m, s: &ModelState| {
+                m.report(B + 5, s.witnesses.cpg_remote_delivery)
+            }));
+        }
         props
     }
 }
@@ -922,51 +1079,16 @@ fn holds<const I: usize>(m: &TotemModel, s: &ModelState) -> bool {
 }
 
 /// Number of `sometimes` properties.
-const SOMETIMES: usize = 4;
+const SOMETIMES: usize = 6;
 
 type Condition = fn(&TotemModel, &ModelState) -> bool;
 
 /// Properties are plain `fn` pointers (no captures), so each safety property gets its own
 /// instance of [`holds`]. There are more slots than the spec has properties.
-const SAFETY_CONDITIONS: [Condition; 40] = [
-    holds::<0>,
-    holds::<1>,
-    holds::<2>,
-    holds::<3>,
-    holds::<4>,
-    holds::<5>,
-    holds::<6>,
-    holds::<7>,
-    holds::<8>,
-    holds::<9>,
-    holds::<10>,
-    holds::<11>,
-    holds::<12>,
-    holds::<13>,
-    holds::<14>,
-    holds::<15>,
-    holds::<16>,
-    holds::<17>,
-    holds::<18>,
-    holds::<19>,
-    holds::<20>,
-    holds::<21>,
-    holds::<22>,
-    holds::<23>,
-    holds::<24>,
-    holds::<25>,
-    holds::<26>,
-    holds::<27>,
-    holds::<28>,
-    holds::<29>,
-    holds::<30>,
-    holds::<31>,
-    holds::<32>,
-    holds::<33>,
-    holds::<34>,
-    holds::<35>,
-    holds::<36>,
-    holds::<37>,
-    holds::<38>,
-    holds::<39>,
-];
+macro_rules! conditions {
+    ($($i:literal)*) => { [$(holds::<$i>),*] };
+}
+const SAFETY_CONDITIONS: [Condition; 48] = conditions!(
+    0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23
+    24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47
+);

@@ -11,9 +11,11 @@
 mod common;
 
 use common::{assert_safe, examples, explore, small};
-use model::model::{EVERYWHERE, FULL_RING, MERGE, SAFE};
+use model::model::{CPG_DELIVERY, EVERYWHERE, FULL_RING, MERGE, NODEDOWN, SAFE};
 use model::run::{self, Options, Search};
-use model::{Guarantees, Identity, Settings, Start, Timers, TotemModel};
+use model::{CpgBudgets, Guarantees, Identity, Settings, Start, Timers, TotemModel};
+use stateright::Model;
+use totem_core::NodeId;
 
 fn report(label: &str, outcome: &model::run::Outcome) {
     println!(
@@ -138,4 +140,104 @@ fn timer_policies_nest() {
     let (quiet, idle, any) = (count(Timers::Quiet), count(Timers::Idle), count(Timers::Any));
     println!("timers quiet {quiet}, idle {idle}, any {any}");
     assert!(quiet <= idle && idle <= any, "quiet {quiet}, idle {idle}, any {any}");
+}
+
+/// CPG on, with one process of "g" on each of `members` joined in the initial prefix.
+fn cpg(members: &[u32], budgets: CpgBudgets) -> Option<CpgBudgets> {
+    Some(CpgBudgets { members: members.iter().copied().map(NodeId).collect(), ..budgets })
+}
+
+/// No CPG action but those the test names.
+const NO_CPG: CpgBudgets = CpgBudgets { members: Vec::new(), joins: 0, leaves: 0, exits: 0, groups: 1 };
+
+// Goal: with CPG, two nodes whose processes share a group, one multicast and one crash:
+// exhaustive and safe (every CPG safety property included); the prefix that joins the
+// processes settles; a NODEDOWN view change and a delivery to another node's connection
+// are reached.
+#[test]
+fn cpg_two_nodes_crash_exhaustive() {
+    let settings = Settings {
+        msgs: 1,
+        crashes: 1,
+        visits: Some(10),
+        rings: Some(1),
+        cpg: cpg(&[1, 2], NO_CPG),
+        ..small(2)
+    };
+    let (model, outcome) = explore(settings, Search::Bfs, 1);
+    report("cpg 2 nodes crash", &outcome);
+    let init = model.init_states();
+    assert!(init.first().is_some_and(|s| model.settled(s)), "the members' prefix did not settle");
+    assert!(outcome.exhaustive);
+    assert_safe(&model, &outcome);
+    assert!(model.safety.contains(&"CPG-1") && model.safety.contains(&"CPG-15"));
+    let found = examples(&model, &outcome);
+    for p in [NODEDOWN, CPG_DELIVERY, EVERYWHERE, SAFE] {
+        assert!(found.contains(&p), "{p} not reached; found {found:?}");
+    }
+    assert_eq!(outcome.unique, PIN_CPG_CRASH);
+}
+const PIN_CPG_CRASH: usize = 63_255;
+
+// Goal: CPG churn without faults: a member's connection leaves or exits, a new connection
+// joins one of two groups (or the one that left joins again): exhaustive and safe.
+#[test]
+fn cpg_churn_exhaustive() {
+    let budgets = CpgBudgets { joins: 1, leaves: 1, exits: 1, groups: 2, ..NO_CPG };
+    let settings = Settings { msgs: 0, visits: Some(6), rings: Some(0), cpg: cpg(&[1], budgets), ..small(2) };
+    let (model, outcome) = explore(settings, Search::Bfs, 1);
+    report("cpg churn", &outcome);
+    assert!(outcome.exhaustive);
+    assert_safe(&model, &outcome);
+    assert_eq!(outcome.unique, PIN_CPG_CHURN);
+}
+const PIN_CPG_CHURN: usize = 38_116;
+
+// Goal: CPG from nothing: two joins during the initial synchronization, at either node,
+// at any moment: exhaustive and safe, and BFS and 2-thread DFS agree.
+#[test]
+fn cpg_joins_from_scratch_exhaustive() {
+    let budgets = CpgBudgets { joins: 2, ..NO_CPG };
+    let settings = Settings { msgs: 0, visits: Some(6), rings: Some(0), cpg: cpg(&[], budgets), ..small(2) };
+    let (model, outcome) = explore(settings, Search::Bfs, 1);
+    report("cpg joins", &outcome);
+    assert!(outcome.exhaustive);
+    assert_safe(&model, &outcome);
+    assert_eq!(outcome.unique, PIN_CPG_JOINS);
+    let (_, dfs) = explore(model.settings.clone(), Search::Dfs, 2);
+    assert_eq!(dfs.unique, outcome.unique, "DFS with 2 threads visits the same states");
+}
+const PIN_CPG_JOINS: usize = 6_049;
+
+// Goal: a partitioned start ({1}, {2}) merges into a ring of both nodes.
+#[test]
+fn partitioned_start_merges() {
+    let settings = Settings {
+        start: Start::Partitioned(vec![vec![NodeId(1)], vec![NodeId(2)]]),
+        msgs: 0,
+        visits: Some(12),
+        rings: Some(1),
+        ..small(2)
+    };
+    let (model, outcome) = explore(settings, Search::Bfs, 1);
+    report("2 nodes partitioned", &outcome);
+    assert!(outcome.exhaustive);
+    assert_safe(&model, &outcome);
+    let found = examples(&model, &outcome);
+    assert!(found.contains(&FULL_RING) && found.contains(&MERGE), "found {found:?}");
+    assert_eq!(outcome.unique, PIN_PARTITIONED);
+}
+const PIN_PARTITIONED: usize = 5_327;
+
+// Goal: the Totem-only mode judges no CPG property and offers no CPG action.
+#[test]
+fn totem_only_mode_has_no_cpg() {
+    let model = TotemModel::new(small(2)).expect("model");
+    assert!(model.safety.iter().all(|id| !id.starts_with("CPG")));
+    let names: Vec<&str> = model.properties().iter().map(|p| p.name).collect();
+    assert!(!names.contains(&NODEDOWN) && !names.contains(&CPG_DELIVERY));
+    let init = model.init_states();
+    let mut actions = Vec::new();
+    model.actions(&init[0], &mut actions);
+    assert!(actions.iter().all(|a| !format!("{a:?}").contains("conn")), "{actions:?}");
 }

@@ -8,13 +8,17 @@
 #![cfg(feature = "broken")]
 
 use model::run::{self, Options, Search};
-use model::{Guarantees, Settings, Start, Timers, TotemModel};
+use model::{CpgBudgets, Guarantees, Settings, Start, Timers, TotemModel};
+use totem_core::NodeId;
 use totem_core::broken::Bug;
 
 struct Scenario {
     settings: Settings,
     /// A property the counterexample must violate.
     expect: &'static str,
+    /// Breadth-first (shortest counterexample) unless the space up to the bug's depth is
+    /// too large for CI; depth-first then reaches it sooner.
+    search: Search,
 }
 
 fn base(nodes: usize) -> Settings {
@@ -24,7 +28,16 @@ fn base(nodes: usize) -> Settings {
 /// The bounds that expose `bug`, or why none do.
 fn scenario(bug: Bug) -> Result<Scenario, &'static str> {
     let two_msgs = Settings { msgs: 2, drops: 1, visits: Some(8), rings: Some(1), ..base(2) };
-    let s = |settings: Settings, expect| Ok(Scenario { settings, expect });
+    let s = |settings: Settings, expect| Ok(Scenario { settings, expect, search: Search::Bfs });
+    // CPG with one process of group "g" on each listed node, joined in the initial state's
+    // fault-free prefix.
+    let cpg = |members: &[u32]| {
+        Some(CpgBudgets {
+            members: members.iter().copied().map(NodeId).collect(),
+            joins: 0,
+            ..Default::default()
+        })
+    };
     match bug {
         // A lost message, then the next one delivered past the hole.
         Bug::DeliverPastGap => s(two_msgs, "EVS-6b"),
@@ -88,23 +101,78 @@ fn scenario(bug: Bug) -> Result<Scenario, &'static str> {
         // simulator's LIVE-2 catches it). No safety property is violated, so the model's
         // `always` properties cannot expose it; recovery still re-sends old messages.
         Bug::NeverRetransmit => Err("liveness only (LIVE-2, checked by the simulator)"),
-        // The CPG variants need the model's CPG actions (issue 7, pending); the simulator's
-        // CPG runs catch them meanwhile.
-        Bug::CpgSkipBarrier
-        | Bug::CpgNoTrafficHold
-        | Bug::CpgKeepJoinlistsOnAbort
-        | Bug::CpgNodedownPerNode => {
-            Err("CPG variant: the model has no CPG actions yet (caught by sim/tests/cpg_broken.rs)")
+        // Both processes joined; the ring re-forms with the same members. The node applies
+        // the round at once from its own view, with no joinlist yet: the other node's
+        // process is dropped as a zombie (PROCDOWN for a process that did not go away).
+        Bug::CpgSkipBarrier => {
+            s(Settings { msgs: 0, visits: Some(16), rings: Some(1), cpg: cpg(&[1, 2]), ..base(2) }, "CPG-8")
         }
+        // The joins of the prefix are released during the initial synchronization: node
+        // 1 applies node 2's join before the round and then drops it as a zombie (no
+        // joinlist announced it), so the two nodes' views of "g" differ when a message is
+        // delivered.
+        Bug::CpgNoTrafficHold => {
+            s(Settings { msgs: 1, visits: Some(16), rings: Some(1), cpg: cpg(&[1, 2]), ..base(2) }, "CPG-1")
+        }
+        // Corosync #828. Two partitions, each with a process in "g", merge; node 2 delivers
+        // node 1's joinlist (announcing a process it did not know) but not yet its own;
+        // the token is lost and node 1 crashes, so node 2 goes on alone. The void round's
+        // joinlist survives into the next round: NODEUP for a process of a node outside
+        // the ring. Depth-first: breadth-first needs about a million states to get there.
+        Bug::CpgKeepJoinlistsOnAbort => Ok(Scenario {
+            settings: Settings {
+                start: Start::Partitioned(vec![vec![NodeId(1)], vec![NodeId(2)]]),
+                msgs: 0,
+                drops: 1,
+                crashes: 1,
+                visits: Some(14),
+                rings: Some(2),
+                cpg: cpg(&[1, 2]),
+                ..base(2)
+            },
+            expect: "CPG-8",
+            search: Search::Dfs,
+        }),
+        // Two of three nodes, each with a process in "g", crash at once: the survivor's
+        // round removes both nodes' processes in two view changes instead of one.
+        Bug::CpgNodedownPerNode => s(
+            Settings {
+                msgs: 0,
+                crashes: 2,
+                visits: Some(12),
+                rings: Some(1),
+                cpg: cpg(&[1, 2, 3]),
+                ..base(3)
+            },
+            "CPG-9",
+        ),
         #[allow(unreachable_patterns)]
         _ => Err("no scenario yet: add one to model/tests/broken.rs"),
     }
 }
 
+// Goal: every Totem variant a safety property can expose is found, by that property.
 #[test]
-fn every_reachable_broken_variant_is_found() {
+fn totem_variants_are_found() {
+    check_variants(|bug| !is_cpg(bug));
+}
+
+// Goal: every CPG variant is found, by the property the simulator's test expects it to
+// break (or one the counterexample shows it breaks first).
+#[test]
+fn cpg_variants_are_found() {
+    check_variants(is_cpg);
+}
+
+fn is_cpg(bug: Bug) -> bool {
+    format!("{bug:?}").starts_with("Cpg")
+}
+
+/// Run the scenario of every variant `pick` selects; fail on a miss or a variant without a
+/// scenario.
+fn check_variants(pick: fn(Bug) -> bool) {
     let mut missed = Vec::new();
-    for bug in Bug::ALL {
+    for bug in Bug::ALL.into_iter().filter(|&b| pick(b)) {
         let scenario = match scenario(bug) {
             Ok(s) => s,
             Err(why) => {
@@ -117,7 +185,7 @@ fn every_reachable_broken_variant_is_found() {
         };
         let settings = Settings { bug: Some(bug), ..scenario.settings };
         let model = TotemModel::new(settings).expect("valid settings");
-        let opts = Options { search: Search::Bfs, stop_on_violation: true, ..Options::default() };
+        let opts = Options { search: scenario.search, stop_on_violation: true, ..Options::default() };
         let outcome = run::check(model.clone(), &opts);
         let violated = outcome.violated(&model);
         let steps = violated
@@ -125,9 +193,10 @@ fn every_reachable_broken_variant_is_found() {
             .and_then(|p| outcome.discoveries.get(p))
             .map_or(0, |path| path.clone().into_actions().len());
         println!(
-            "{bug:?}: {} states ({} unique) in {:.2} s; violated {violated:?} in {steps} steps",
+            "{bug:?}: {} states ({} unique, {:?}) in {:.2} s; violated {violated:?} in {steps} steps",
             outcome.states,
             outcome.unique,
+            scenario.search,
             outcome.elapsed.as_secs_f64()
         );
         if !violated.contains(&scenario.expect) {

@@ -42,6 +42,44 @@ fn violation_exits_one_with_counterexample() {
     assert!(text.contains("step 1:"), "{text}");
 }
 
+// Goal: the CPG options turn the service on: its properties are judged and reported.
+#[test]
+fn cpg_check_reports_cpg_properties() {
+    let out = model()
+        .args(["check", "--nodes", "2", "--cpg-members", "1,2", "--msgs", "1", "--timers", "quiet"])
+        .args(["--visits", "6", "--rings", "0"])
+        .output()
+        .expect("run model");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "CPG members [1, 2]",
+        "CPG-1 ",
+        "CPG-15 ",
+        "sometimes: a CPG view change with NODEDOWN",
+        "exhaustive",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(!text.contains("CPG-7 ") && !text.contains("CPG-11 "), "liveness properties listed:\n{text}");
+}
+
+// Goal: a CPG counterexample tells the story in CPG terms (view changes with reasons).
+#[cfg(feature = "broken")]
+#[test]
+fn cpg_counterexample_shows_view_changes() {
+    let out = model()
+        .args(["check", "--nodes", "3", "--cpg-members", "1,2,3", "--msgs", "0", "--crashes", "2"])
+        .args(["--timers", "quiet", "--visits", "12", "--rings", "1", "--bug", "cpg-nodedown-per-node"])
+        .output()
+        .expect("run model");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("=== counterexample for CPG-"), "{text}");
+    assert!(text.contains("NodeDown"), "{text}");
+    assert!(text.contains("conn 1 view of \"g\""), "{text}");
+}
+
 // Goal: without the `broken` feature, --bug is refused with a hint.
 #[cfg(not(feature = "broken"))]
 #[test]
