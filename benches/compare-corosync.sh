@@ -205,6 +205,8 @@ start_node() {
 	"${DAEMON_ARGV[@]}" >>"$LOG/${be}_n$i.log" 2>&1 &
 	echo $! >"$WORK/$be/n$i/pid"
 	track $!
+	# no job-control notice when a measurement kill -9s it
+	disown $!
 }
 
 stop_node() {

@@ -173,6 +173,8 @@ pub fn table(records: &[Record]) -> String {
                 (a, b) => a.or(b),
             };
             let ratio = match (t, best) {
+                // Not a property of either system: no ratio.
+                _ if *figure == "other_load_pct" => "-".into(),
                 (Some(t), Some(c)) if c != 0.0 => format!("**{:.2}**", t / c),
                 _ => "-".into(),
             };
