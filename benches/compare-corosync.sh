@@ -5,6 +5,7 @@
 #   sudo QUICK=1 bash benches/compare-corosync.sh    # a few minutes: RUNS=1, 3 sizes
 #   bash benches/compare-corosync.sh report          # re-print the table from $WORK/raw.jsonl
 #   bash benches/compare-corosync.sh teardown        # remove a leftover setup
+#   sudo bash benches/compare-corosync.sh profile    # perf profile of totemd under load
 #
 # Installs Corosync and its client libraries (Debian packages), builds totemd, totemctl and
 # cpgbench (with the `corosync` feature), makes 3 network namespaces on a bridge
@@ -38,6 +39,7 @@ SCHEDS=${SCHEDS:-yes no}
 BACKENDS=${BACKENDS:-totem corosync}
 PHASES=${PHASES:-tput lat fail udp}
 UDP_SIZES=${UDP_SIZES:-64 1024 16384}
+PROFILE_SECS=${PROFILE_SECS:-10}
 FOREIGN_MAX=${FOREIGN_MAX:-20}
 QUIET_MAX=${QUIET_MAX:-20}
 QUIET_PCT=${QUIET_PCT:-15}
@@ -332,6 +334,31 @@ report() {
 	"$BIN/cpgbench" report "$RAW"
 }
 
+# profile: where totemd's CPU goes under the 3-sender throughput load (perf, sampling
+# at 999 Hz with call graphs, all 3 daemons), for each of PROFILE_SIZES. Writes
+# $WORK/profile-SIZE-flat.txt (perf report by self time) and profile-SIZE.txt (with
+# children).
+profile() {
+	local sz pids p
+	command -v perf >/dev/null || { apt-get install -y -q --no-install-recommends linux-perf >>"$LOG/apt.txt" 2>&1 || die "perf not available (apt-get install linux-perf)"; }
+	netns_up
+	mkkeys
+	cluster_up totem default -
+	cluster_args totem -
+	pids=$(for i in 1 2 3; do cat "$WORK/totem/n$i/pid"; done | paste -sd,)
+	for sz in ${PROFILE_SIZES:-64 16384}; do
+		"$BIN/cpgbench" load "${CARGS[@]}" --size "$sz" --senders 3 --dur $((PROFILE_SECS + 4)) >>"$WORK/profile-runs.jsonl" 2>>"$LOG/cpgbench.txt" &
+		p=$!
+		sleep 2
+		perf record -F 999 -g -p "$pids" -o "$WORK/perf-$sz.data" -- sleep "$PROFILE_SECS" >>"$LOG/perf.txt" 2>&1
+		wait $p
+		perf report -i "$WORK/perf-$sz.data" --no-children --percent-limit 0.7 --stdio -g none >"$WORK/profile-$sz-flat.txt" 2>>"$LOG/perf.txt"
+		perf report -i "$WORK/perf-$sz.data" --children --percent-limit 3 --stdio -g none >"$WORK/profile-$sz.txt" 2>>"$LOG/perf.txt"
+		log "profile of totemd at $sz B x 3 senders: $WORK/profile-$sz-flat.txt (self), $WORK/profile-$sz.txt (with children)"
+	done
+	cluster_down totem
+}
+
 cleanup() {
 	local be
 	for be in totem corosync; do cluster_down $be 2>/dev/null; done
@@ -343,6 +370,13 @@ main() {
 	[ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 	mkdir -p "$WORK" "$LOG"
 	[ "${1:-}" = teardown ] && { cleanup; return; }
+	if [ "${1:-}" = profile ]; then
+		touch "$PIDS_FILE"
+		trap cleanup EXIT
+		trap 'exit 130' INT TERM
+		profile
+		return
+	fi
 	touch "$PIDS_FILE"
 	install_pkgs
 	command -v corosync >/dev/null || die "corosync not installed"
@@ -387,4 +421,5 @@ main() {
 	log "records: $RAW   logs: $LOG   table: $WORK/table.md"
 }
 
-main "$@"
+# run main unless sourced (sourcing defines the helpers for experiments)
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi
