@@ -114,7 +114,9 @@ impl Client {
         let stream = UnixStream::connect(path)
             .await
             .map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
-        let (mut rd, wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        // Buffered: one read takes in every reply and event already queued.
+        let mut rd = tokio::io::BufReader::with_capacity(crate::ipc::READ_BUFFER, rd);
         let pending: Pending = Arc::default();
         let (tx, events) = mpsc::channel(1024);
         let p = pending.clone();

@@ -13,15 +13,22 @@ fn invalid(message: String) -> io::Error {
 
 /// Encode one frame (length prefix included); refuses a body over `max` bytes.
 pub fn encode<T: Serialize>(msg: &T, max: usize) -> io::Result<Vec<u8>> {
+    let mut frame = Vec::new();
+    encode_into(msg, max, &mut frame)?;
+    Ok(frame)
+}
+
+/// Append one frame to `out` (several frames can then go out in one write).
+pub fn encode_into<T: Serialize>(msg: &T, max: usize, out: &mut Vec<u8>) -> io::Result<()> {
     let body = postcard::to_stdvec(msg).map_err(|e| invalid(e.to_string()))?;
     let len = u32::try_from(body.len())
         .ok()
         .filter(|&l| l as usize <= max)
         .ok_or_else(|| invalid(format!("frame of {} bytes over the limit of {max}", body.len())))?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(&body);
-    Ok(frame)
+    out.reserve(4 + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(())
 }
 
 /// Decode a frame body.

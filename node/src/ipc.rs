@@ -81,11 +81,25 @@ pub async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<Option
     crate::frame::read_async(r, FRAME_MAX).await
 }
 
-/// Write one frame; a message over [`FRAME_MAX`] is refused here, before the peer would
-/// drop the connection for it.
+/// Write one frame (see [`encode_frame`]).
 pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
-    w.write_all(&crate::frame::encode(msg, FRAME_MAX)?).await
+    let mut frame = Vec::new();
+    encode_frame(msg, &mut frame)?;
+    w.write_all(&frame).await
 }
+
+/// Append `msg` as one frame to `out` (several frames go out in one write).
+/// A message over [`FRAME_MAX`] is refused here, before the peer would drop the
+/// connection for it.
+pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> io::Result<()> {
+    crate::frame::encode_into(msg, FRAME_MAX, out)
+}
+
+/// Read buffer of a client session: one read takes in every request already queued.
+pub const READ_BUFFER: usize = 64 * 1024;
+/// A write batch stops growing past this many bytes (replies and events queued at the
+/// same time go out in one write).
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// Who may connect besides root and the daemon's own user.
 #[derive(Clone, Debug, Default)]
@@ -181,7 +195,8 @@ async fn client_session(
     client_queue: usize,
     reload: Result<mpsc::Sender<()>, &'static str>,
 ) {
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
     let (reply_tx, reply_rx) = mpsc::channel::<DaemonMsg>(64);
     let (events_tx, events_rx) = tokio::sync::oneshot::channel::<mpsc::Receiver<ClientEvent>>();
     let mut writer = tokio::spawn(session_writer(wr, reply_rx, events_rx));
@@ -293,7 +308,25 @@ async fn session_writer(
                 None => return,
             },
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut wr, &msg)).await {
+        // Everything else already queued goes out in the same write (bounded by
+        // WRITE_BATCH_BYTES): a frame of deliveries costs one write, not one per message.
+        let mut batch = Vec::new();
+        if encode_frame(&msg, &mut batch).is_err() {
+            return;
+        }
+        while batch.len() < WRITE_BATCH_BYTES {
+            let more = match replies.try_recv() {
+                Ok(m) => m,
+                Err(_) => match stream.as_mut().map(mpsc::Receiver::try_recv) {
+                    Some(Ok(e)) => DaemonMsg::Event(e),
+                    _ => break,
+                },
+            };
+            if encode_frame(&more, &mut batch).is_err() {
+                return;
+            }
+        }
+        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&batch)).await {
             Ok(Ok(())) => {}
             _ => return,
         }

@@ -266,6 +266,8 @@ impl<T: Transport, S: RingSeqStore, P: Protection> std::fmt::Debug for Runtime<T
 
 /// The largest datagram we accept.
 const DATAGRAM_MAX: usize = 65_536;
+/// Datagrams taken straight from the socket after one wake-up, at most.
+const RECV_BURST: usize = 64;
 /// Requests a client may have outstanding at the loop.
 const REQUEST_QUEUE: usize = 1024;
 
@@ -355,15 +357,32 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                     }
                 }
                 got = self.transport.recv_from(&mut buf) => {
-                    match got {
-                        Ok((len, from)) => {
-                            let datagram = buf.get(..len).unwrap_or_default().to_vec();
-                            self.datagram(&datagram, from).await?;
-                        }
-                        // ICMP errors surface here on some systems: not fatal.
-                        Err(e) => tracing::debug!("receive error: {e}"),
+                    self.received(got, &mut buf).await?;
+                    // Work through what else is already queued before looking at timers
+                    // and requests again (a window of frames arrives as a burst).
+                    for _ in 0..RECV_BURST {
+                        let Some(got) = self.transport.try_recv_from(&mut buf) else { break };
+                        self.received(got, &mut buf).await?;
                     }
                 }
+            }
+        }
+    }
+
+    async fn received(
+        &mut self,
+        got: std::io::Result<(usize, SocketAddr)>,
+        buf: &mut [u8],
+    ) -> Result<(), RuntimeError> {
+        match got {
+            Ok((len, from)) => {
+                let datagram = buf.get(..len).unwrap_or_default().to_vec();
+                self.datagram(&datagram, from).await
+            }
+            // ICMP errors surface here on some systems: not fatal.
+            Err(e) => {
+                tracing::debug!("receive error: {e}");
+                Ok(())
             }
         }
     }
@@ -593,8 +612,10 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             Dest::Node(to) => self.cfg.nodelist.get(&to).copied().into_iter().collect(),
             Dest::All => self.cfg.nodelist.iter().filter(|(n, _)| **n != me).map(|(_, a)| *a).collect(),
         };
-        for to in targets {
-            match self.transport.send_to(&datagram, to).await {
+        // One call for all peers (one sendmmsg on the UDP socket).
+        let results = self.transport.send_to_each(&datagram, &targets).await;
+        for (to, result) in targets.iter().zip(results) {
+            match result {
                 Ok(_) => {
                     self.stats.packets_out += 1;
                     self.stats.bytes_out += datagram.len() as u64;
