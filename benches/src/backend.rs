@@ -30,9 +30,11 @@ impl Event {
     }
 }
 
-/// One CPG connection (one group), the calls the workload makes. Both back ends implement
-/// these with the same semantics: `mcast` is one synchronous request to the local daemon
-/// (as `cpg_mcast_joined` is), Agreed order.
+/// One CPG connection (one group), the calls the workload makes. Both back ends give
+/// `mcast` the same meaning as `cpg_mcast_joined`: either the message is accepted (it will
+/// be delivered in Agreed order) or it is refused for flow control and nothing was sent.
+/// How each gets that answer is its own: libcpg asks the daemon for every message; Totem's
+/// client library keeps a send window and the daemon hands back credit (no round trip).
 pub trait Cpg: Sized {
     /// Connect to the local daemon (`socket`: Totem's IPC socket; Corosync finds its own).
     fn open(socket: Option<&std::path::Path>) -> anyhow::Result<Self>;

@@ -91,13 +91,15 @@ impl Cpg for TotemCpg {
                 Ok(None) => return true,
                 Err(_) => return false,
             }
-            for _ in 0..POLL_BATCH {
-                // Whatever the reader task has queued by now, without waiting further.
-                tokio::task::yield_now().await;
-                match tokio::time::timeout(Duration::ZERO, client.next_event()).await {
-                    Ok(Some(e)) => out.push(convert(e)),
-                    Ok(None) => return true,
-                    Err(_) => break,
+            // Whatever the reader task has queued by now, without waiting further; one
+            // yield lets it move what the socket already holds.
+            for round in 0..2 {
+                while out.len() < POLL_BATCH {
+                    let Some(e) = client.try_next_event() else { break };
+                    out.push(convert(e));
+                }
+                if round == 0 {
+                    tokio::task::yield_now().await;
                 }
             }
             false

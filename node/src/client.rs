@@ -23,12 +23,18 @@
 //! `examples/chat.rs` does; a client that stops reading altogether is eventually
 //! disconnected by the daemon.
 //!
-//! Flow control is explicit: [`Client::send`] returns [`ClientError::Cpg`] with
-//! [`CpgError::TryAgain`] while the daemon synchronizes or its send queue is full; nothing
-//! was sent, retry later ([`Client::send_retrying`] does, with a short back-off).
+//! Sending costs no round trip: [`Client::send`] writes the message and returns as soon as
+//! it is on its way, within the connection's send window (see [`crate::window`]). The
+//! daemon takes the messages into the ring in order, also across a synchronization, and
+//! hands back credit as it does. Flow control is explicit: when the window is full (the
+//! daemon has not yet taken earlier messages, because its queue is full or a
+//! synchronization runs), [`Client::send`] returns [`ClientError::Cpg`] with
+//! [`CpgError::TryAgain`] and nothing was sent; [`Client::send_retrying`] waits for credit
+//! instead. A join, leave or exit takes effect after every message sent before it.
 
 use crate::ipc::{ClientMsg, DaemonMsg, Reply, Request, read_frame, write_frame};
-use crate::runtime::NodeStatus;
+use crate::runtime::{ClientEvent, NodeStatus};
+use crate::window::{SendWindow, WindowSize};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,7 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::UnixStream;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use totem_core::Guarantee;
 use totem_core::cpg::{CPG_MESSAGE_MAX, GROUP_NAME_MAX};
 pub use totem_core::cpg::{ConnFlags, CpgError, EventKind as Event, GroupName, Process, Reason};
@@ -68,6 +74,31 @@ pub enum ClientError {
 
 type Pending = Arc<std::sync::Mutex<BTreeMap<u64, oneshot::Sender<Reply>>>>;
 
+/// The send side's state, shared with the reader task (which returns credit).
+#[derive(Debug, Default)]
+struct Sending {
+    window: SendWindow,
+    /// The daemon refused a sent message (a misuse the client could not see): reported by
+    /// the next send.
+    refused: Option<CpgError>,
+    /// The connection is in a group (joined, and no leave since): sends are allowed.
+    joined: bool,
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct SendState {
+    state: std::sync::Mutex<Sending>,
+    /// Woken when credit comes back or the connection closes.
+    credit: Notify,
+}
+
+impl SendState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sending> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A connection to the local daemon: one CPG connection (at most one group at a time).
 #[derive(Debug)]
 pub struct Client {
@@ -77,6 +108,7 @@ pub struct Client {
     /// Behind a lock so that [`Client::next_event`] takes `&self` and can run alongside a
     /// call (see the module docs).
     events: Mutex<mpsc::Receiver<Event>>,
+    sending: Arc<SendState>,
     node_id: u32,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -96,8 +128,9 @@ impl Client {
     pub async fn connect_with(path: &Path, flags: ConnFlags) -> Result<Client, ClientError> {
         let mut client = Client::open(path).await?;
         match client.call(Request::Hello { flags }).await? {
-            Reply::Welcome { node_id } => {
+            Reply::Welcome { node_id, window } => {
                 client.node_id = node_id;
+                client.sending.lock().window = SendWindow::new(window);
                 Ok(client)
             }
             Reply::Refused(why) => Err(ClientError::Refused(why)),
@@ -120,6 +153,8 @@ impl Client {
         let pending: Pending = Arc::default();
         let (tx, events) = mpsc::channel(1024);
         let p = pending.clone();
+        let sending = Arc::new(SendState::default());
+        let s = sending.clone();
         let reader = tokio::spawn(async move {
             while let Ok(Some(frame)) = read_frame(&mut rd).await {
                 match postcard::from_bytes::<DaemonMsg>(&frame) {
@@ -129,10 +164,20 @@ impl Client {
                             let _ = w.send(reply);
                         }
                     }
-                    Ok(DaemonMsg::Event(e)) => {
+                    Ok(DaemonMsg::Event(ClientEvent::Cpg(e))) => {
                         if tx.send(e).await.is_err() {
                             break;
                         }
+                    }
+                    Ok(DaemonMsg::Event(ClientEvent::Credit { msgs, bytes, failed })) => {
+                        {
+                            let mut st = s.lock();
+                            st.window.credit(msgs, bytes);
+                            if failed.is_some() {
+                                st.refused = failed;
+                            }
+                        }
+                        s.credit.notify_waiters();
                     }
                     Err(_) => break,
                 }
@@ -141,12 +186,15 @@ impl Client {
             if let Ok(mut m) = p.lock() {
                 m.clear();
             }
+            s.lock().closed = true;
+            s.credit.notify_waiters();
         });
         Ok(Client {
             writer: Mutex::new(wr),
             pending,
             next_id: AtomicU64::new(1),
             events: Mutex::new(events),
+            sending,
             node_id: 0,
             reader,
         })
@@ -179,43 +227,113 @@ impl Client {
     /// Join `group` as process `pid` (usually `std::process::id()`).
     pub async fn join(&self, group: &[u8], pid: u32) -> Result<(), ClientError> {
         check_group(group)?;
-        self.done(Request::Join { group: group.to_vec(), pid }).await
+        self.done(Request::Join { group: group.to_vec(), pid }).await?;
+        self.sending.lock().joined = true;
+        Ok(())
     }
 
     pub async fn leave(&self, group: &[u8]) -> Result<(), ClientError> {
         check_group(group)?;
-        self.done(Request::Leave { group: group.to_vec() }).await
+        self.done(Request::Leave { group: group.to_vec() }).await?;
+        self.sending.lock().joined = false;
+        Ok(())
     }
 
-    /// Multicast to the joined group. `Err(Cpg(TryAgain))`: nothing sent, retry later.
+    /// Multicast to the joined group: `Ok` once the message is on its way to the daemon
+    /// (which takes it into the ring after every earlier one). `Err(Cpg(TryAgain))`: the
+    /// send window is full, nothing was sent, retry later. `Err(Cpg(NotExist))`: not in a
+    /// group. A message the daemon refused after an `Ok` (a misuse this library cannot
+    /// see, such as a second client joined under the same pid) is reported by the next call.
     pub async fn send(&self, guarantee: Guarantee, payload: impl Into<Bytes>) -> Result<(), ClientError> {
         let payload = payload.into();
         // Refused here: a frame over the IPC limit would make the daemon drop the connection.
         if payload.len() > CPG_MESSAGE_MAX {
             return Err(CpgError::TooBig { len: payload.len(), max: CPG_MESSAGE_MAX }.into());
         }
-        self.done(Request::Mcast { guarantee, payload }).await
+        {
+            let mut st = self.sending.lock();
+            if st.closed {
+                return Err(ClientError::Closed);
+            }
+            if let Some(e) = st.refused.take() {
+                return Err(e.into());
+            }
+            if !st.joined {
+                return Err(CpgError::NotExist.into());
+            }
+            if !st.window.take(payload.len()) {
+                return Err(CpgError::TryAgain.into());
+            }
+        }
+        let mut w = self.writer.lock().await;
+        write_frame(&mut *w, &ClientMsg { id: 0, request: Request::Send { guarantee, payload } })
+            .await
+            .map_err(|_| ClientError::Closed)
     }
 
-    /// [`Client::send`], retrying TryAgain with a back-off of 1 to 50 ms (bounded: gives up
-    /// with TryAgain after about 30 s).
+    /// [`Client::send`], waiting for credit while the window is full (bounded: gives up
+    /// with TryAgain after 30 s without credit).
     pub async fn send_retrying(
         &self,
         guarantee: Guarantee,
         payload: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
         let payload = payload.into();
-        let mut wait = Duration::from_millis(1);
-        for _ in 0..1000 {
+        loop {
+            let credit = self.sending.credit.notified();
+            tokio::pin!(credit);
+            credit.as_mut().enable();
             match self.send(guarantee, payload.clone()).await {
                 Err(ClientError::Cpg(CpgError::TryAgain)) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_millis(50));
+                    if tokio::time::timeout(SEND_WAIT_MAX, credit).await.is_err() {
+                        return Err(ClientError::Cpg(CpgError::TryAgain));
+                    }
                 }
                 other => return other,
             }
         }
-        Err(ClientError::Cpg(CpgError::TryAgain))
+    }
+
+    /// Multicast and wait for the daemon's verdict on this one message (a round trip; a
+    /// full queue or a running synchronization is `TryAgain` at once). [`Client::send`] is
+    /// the fast way; this one is for callers that want the daemon's own answer.
+    pub async fn send_confirmed(
+        &self,
+        guarantee: Guarantee,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        let payload = payload.into();
+        if payload.len() > CPG_MESSAGE_MAX {
+            return Err(CpgError::TooBig { len: payload.len(), max: CPG_MESSAGE_MAX }.into());
+        }
+        self.done(Request::Mcast { guarantee, payload }).await
+    }
+
+    /// Wait until the daemon has taken every message sent so far into the ring's queue
+    /// (bounded: TryAgain after 30 s without progress).
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        loop {
+            let credit = self.sending.credit.notified();
+            tokio::pin!(credit);
+            credit.as_mut().enable();
+            {
+                let st = self.sending.lock();
+                if st.window.is_idle() {
+                    return Ok(());
+                }
+                if st.closed {
+                    return Err(ClientError::Closed);
+                }
+            }
+            if tokio::time::timeout(SEND_WAIT_MAX, credit).await.is_err() {
+                return Err(ClientError::Cpg(CpgError::TryAgain));
+            }
+        }
+    }
+
+    /// The send window the daemon granted.
+    pub fn window(&self) -> WindowSize {
+        self.sending.lock().window.size()
     }
 
     /// The members of any group as the local node knows them.
@@ -259,7 +377,16 @@ impl Client {
     pub async fn next_event(&self) -> Option<Event> {
         self.events.lock().await.recv().await
     }
+
+    /// The next event if one has already arrived (never waits). `None` also when another
+    /// task is reading events at this moment.
+    pub fn try_next_event(&self) -> Option<Event> {
+        self.events.try_lock().ok()?.try_recv().ok()
+    }
 }
+
+/// How long [`Client::send_retrying`] and [`Client::flush`] wait for credit.
+const SEND_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// The daemon would refuse a longer name too; checking here also keeps an absurdly long one
 /// from overflowing the IPC frame limit, which would cost the connection.

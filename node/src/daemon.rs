@@ -117,7 +117,13 @@ impl Daemon {
             probes: config.core.probes || options.trace_file.is_some(),
             ..config.core.clone()
         };
-        let rc = RuntimeConfig { node_id: me, core, nodelist, client_queue: CLIENT_QUEUE };
+        let rc = RuntimeConfig {
+            node_id: me,
+            core,
+            nodelist,
+            client_queue: CLIENT_QUEUE,
+            window: crate::window::WindowSize::DEFAULT,
+        };
         let (mut runtime, handle) = Runtime::new(rc, socket, store, PacketCrypto::new(keys, me, boot))
             .map_err(DaemonError::Config)?;
         if let Some(path) = &options.trace_file {

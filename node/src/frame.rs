@@ -45,6 +45,13 @@ fn body_len(prefix: [u8; 4], max: usize) -> io::Result<usize> {
     Ok(len)
 }
 
+/// The body of the frame at the start of `buf`, if `buf` holds all of it.
+pub fn complete_body(buf: &[u8], max: usize) -> io::Result<Option<&[u8]>> {
+    let Some(prefix) = buf.first_chunk::<4>() else { return Ok(None) };
+    let len = body_len(*prefix, max)?;
+    Ok(buf.get(4..4 + len))
+}
+
 /// Read one frame body from a blocking stream; `Ok(None)` at a clean end of stream.
 pub fn read_blocking<R: Read>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>> {
     let mut prefix = [0u8; 4];

@@ -3,6 +3,9 @@
 //! Framing: every message is `len: u32 LE` then `len` bytes of postcard. A client sends
 //! [`ClientMsg`]s, each with a request id; the daemon answers each with a
 //! [`DaemonMsg::Reply`] of the same id and pushes [`DaemonMsg::Event`]s at any time.
+//! [`Request::Send`] is the exception: a multicast within the connection's send window,
+//! never answered; its credit comes back as an event (see [`crate::window`]). The session
+//! hands every run of consecutive sends it has already read to the loop at once.
 //!
 //! Isolation: every client has a bounded event queue; a client that stops reading fills it
 //! and is disconnected (its processes leave their groups with PROCDOWN); a client that sends
@@ -10,15 +13,16 @@
 //! loop or other clients: the loop only ever `try_send`s to a client.
 
 use crate::runtime::{ClientEvent, Handle, NodeStatus};
+use crate::window::WindowSize;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use totem_core::Guarantee;
-use totem_core::cpg::{ConnFlags, CpgError, GroupName, Process};
+use totem_core::cpg::{ConnFlags, ConnId, CpgError, GroupName, Process};
 
 /// The largest frame either side accepts: a 1 MiB message plus headroom.
 pub const FRAME_MAX: usize = 1024 * 1024 + 16 * 1024;
@@ -36,7 +40,13 @@ pub enum Request {
     Leave {
         group: Vec<u8>,
     },
+    /// One multicast, answered with the daemon's verdict.
     Mcast {
+        guarantee: Guarantee,
+        payload: Bytes,
+    },
+    /// One multicast within the send window, not answered (see the module docs).
+    Send {
         guarantee: Guarantee,
         payload: Bytes,
     },
@@ -59,6 +69,8 @@ pub struct ClientMsg {
 pub enum Reply {
     Welcome {
         node_id: u32,
+        /// The connection's send window for [`Request::Send`].
+        window: WindowSize,
     },
     Done(Result<(), CpgError>),
     Members(Result<Vec<Process>, CpgError>),
@@ -79,6 +91,16 @@ pub enum DaemonMsg {
 /// Read one frame; `Ok(None)` at a clean end of stream.
 pub async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
     crate::frame::read_async(r, FRAME_MAX).await
+}
+
+/// The next frame if the reader's buffer already holds all of it (no waiting, no read).
+pub fn buffered_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut tokio::io::BufReader<R>,
+) -> io::Result<Option<Vec<u8>>> {
+    let Some(body) = crate::frame::complete_body(r.buffer(), FRAME_MAX)? else { return Ok(None) };
+    let frame = body.to_vec();
+    r.consume(4 + frame.len());
+    Ok(Some(frame))
 }
 
 /// Write one frame (see [`encode_frame`]).
@@ -202,13 +224,15 @@ async fn client_session(
     let mut writer = tokio::spawn(session_writer(wr, reply_rx, events_rx));
     let mut events_tx = Some(events_tx);
     let mut conn = None;
-    loop {
+    // Consecutive sends already read, handed to the loop together.
+    let mut sends: Vec<(Guarantee, Bytes)> = Vec::new();
+    'session: loop {
         let frame = tokio::select! {
             // The writer ended: the client stalled, the runtime dropped it, or it closed.
             _ = &mut writer => break,
             f = read_frame(&mut rd) => f,
         };
-        let frame = match frame {
+        let mut frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -216,69 +240,99 @@ async fn client_session(
                 break;
             }
         };
-        let Ok(ClientMsg { id, request }) = postcard::from_bytes::<ClientMsg>(&frame) else {
-            tracing::warn!("IPC client sent an undecodable request; disconnected");
-            break;
-        };
-        let reply = match (request, conn) {
-            (Request::Hello { flags }, None) => match handle.connect(flags, client_queue).await {
-                Ok((c, events)) => {
-                    conn = Some(c);
-                    if let Some(tx) = events_tx.take() {
-                        let _ = tx.send(events);
+        // This frame, then every complete frame the buffer already holds.
+        loop {
+            let Ok(ClientMsg { id, request }) = postcard::from_bytes::<ClientMsg>(&frame) else {
+                tracing::warn!("IPC client sent an undecodable request; disconnected");
+                break 'session;
+            };
+            match (request, conn) {
+                (Request::Send { guarantee, payload }, Some(_)) => sends.push((guarantee, payload)),
+                (request, _) => {
+                    if let Some(c) = conn
+                        && !sends.is_empty()
+                        && handle.send(c, std::mem::take(&mut sends)).await.is_err()
+                    {
+                        break 'session;
                     }
-                    Reply::Welcome { node_id: handle.node_id().0 }
-                }
-                Err(_) => break,
-            },
-            (Request::Hello { .. }, Some(_)) => Reply::Refused("already connected".into()),
-            (Request::Status, _) => match handle.status().await {
-                Ok(s) => Reply::Status(Box::new(s)),
-                Err(_) => break,
-            },
-            (Request::Groups, _) => match handle.groups().await {
-                Ok(g) => Reply::Groups(g),
-                Err(_) => break,
-            },
-            (Request::Membership { group }, _) => match handle.membership(&group).await {
-                Ok(m) => Reply::Members(m),
-                Err(_) => break,
-            },
-            (Request::Reload, _) => match &reload {
-                Ok(tx) => match tx.try_send(()) {
-                    Ok(()) | Err(mpsc::error::TrySendError::Full(())) => Reply::ReloadRequested,
-                    Err(mpsc::error::TrySendError::Closed(())) => {
-                        Reply::Refused("reload: the daemon no longer accepts reloads".into())
+                    let Some(reply) =
+                        answer(request, &mut conn, &handle, client_queue, &reload, &mut events_tx).await
+                    else {
+                        break 'session;
+                    };
+                    // Bounded: a client that sends requests but never reads replies stalls
+                    // here only itself, and the writer's timeout ends the session.
+                    if reply_tx.send(DaemonMsg::Reply { id, reply }).await.is_err() {
+                        break 'session;
                     }
-                },
-                Err(why) => Reply::Refused((*why).into()),
-            },
-            (_, None) => Reply::Refused("send Hello first".into()),
-            (Request::Join { group, pid }, Some(c)) => match handle.join(c, &group, pid).await {
-                Ok(r) => Reply::Done(r),
-                Err(_) => break,
-            },
-            (Request::Leave { group }, Some(c)) => match handle.leave(c, &group).await {
-                Ok(r) => Reply::Done(r),
-                Err(_) => break,
-            },
-            (Request::Mcast { guarantee, payload }, Some(c)) => {
-                match handle.mcast(c, guarantee, payload).await {
-                    Ok(r) => Reply::Done(r),
-                    Err(_) => break,
                 }
             }
-        };
-        // Bounded: a client that sends requests but never reads replies stalls here only
-        // itself, and the writer's timeout ends the session.
-        if reply_tx.send(DaemonMsg::Reply { id, reply }).await.is_err() {
+            frame = match buffered_frame(&mut rd) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("IPC client sent a bad frame: {e}; disconnected");
+                    break 'session;
+                }
+            };
+        }
+        if let Some(c) = conn
+            && !sends.is_empty()
+            && handle.send(c, std::mem::take(&mut sends)).await.is_err()
+        {
             break;
         }
     }
     if let Some(c) = conn {
+        if !sends.is_empty() {
+            let _ = handle.send(c, sends).await;
+        }
         handle.disconnect(c).await;
     }
     writer.abort();
+}
+
+/// The reply to one request (None: the runtime stopped, end the session).
+async fn answer(
+    request: Request,
+    conn: &mut Option<ConnId>,
+    handle: &Handle,
+    client_queue: usize,
+    reload: &Result<mpsc::Sender<()>, &'static str>,
+    events_tx: &mut Option<tokio::sync::oneshot::Sender<mpsc::Receiver<ClientEvent>>>,
+) -> Option<Reply> {
+    let reply = match (request, *conn) {
+        (Request::Hello { flags }, None) => {
+            let (c, events) = handle.connect(flags, client_queue).await.ok()?;
+            *conn = Some(c);
+            if let Some(tx) = events_tx.take() {
+                let _ = tx.send(events);
+            }
+            Reply::Welcome { node_id: handle.node_id().0, window: handle.window() }
+        }
+        (Request::Hello { .. }, Some(_)) => Reply::Refused("already connected".into()),
+        (Request::Status, _) => Reply::Status(Box::new(handle.status().await.ok()?)),
+        (Request::Groups, _) => Reply::Groups(handle.groups().await.ok()?),
+        (Request::Membership { group }, _) => Reply::Members(handle.membership(&group).await.ok()?),
+        (Request::Reload, _) => match reload {
+            Ok(tx) => match tx.try_send(()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(())) => Reply::ReloadRequested,
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    Reply::Refused("reload: the daemon no longer accepts reloads".into())
+                }
+            },
+            Err(why) => Reply::Refused((*why).into()),
+        },
+        (_, None) => Reply::Refused("send Hello first".into()),
+        (Request::Join { group, pid }, Some(c)) => Reply::Done(handle.join(c, &group, pid).await.ok()?),
+        (Request::Leave { group }, Some(c)) => Reply::Done(handle.leave(c, &group).await.ok()?),
+        (Request::Mcast { guarantee, payload }, Some(c)) => {
+            Reply::Done(handle.mcast(c, guarantee, payload).await.ok()?)
+        }
+        // Handled by the caller (batched); unreachable with a connection.
+        (Request::Send { .. }, Some(_)) => return None,
+    };
+    Some(reply)
 }
 
 /// Writes replies and events to the client. Ends when a write blocks longer than
@@ -310,26 +364,62 @@ async fn session_writer(
         };
         // Everything else already queued goes out in the same write (bounded by
         // WRITE_BATCH_BYTES): a frame of deliveries costs one write, not one per message.
+        // Credit is summed into one message at the end of the batch.
         let mut batch = Vec::new();
-        if encode_frame(&msg, &mut batch).is_err() {
-            return;
-        }
-        while batch.len() < WRITE_BATCH_BYTES {
-            let more = match replies.try_recv() {
-                Ok(m) => m,
+        let mut credit = Credit::default();
+        let mut next = Some(msg);
+        while let Some(msg) = next.take() {
+            match msg {
+                DaemonMsg::Event(ClientEvent::Credit { msgs, bytes, failed }) => {
+                    credit.add(msgs, bytes, failed)
+                }
+                msg => {
+                    if encode_frame(&msg, &mut batch).is_err() {
+                        return;
+                    }
+                }
+            }
+            if batch.len() >= WRITE_BATCH_BYTES {
+                break;
+            }
+            next = match replies.try_recv() {
+                Ok(m) => Some(m),
                 Err(_) => match stream.as_mut().map(mpsc::Receiver::try_recv) {
-                    Some(Ok(e)) => DaemonMsg::Event(e),
-                    _ => break,
+                    Some(Ok(e)) => Some(DaemonMsg::Event(e)),
+                    _ => None,
                 },
             };
-            if encode_frame(&more, &mut batch).is_err() {
-                return;
-            }
+        }
+        if let Some(event) = credit.take()
+            && encode_frame(&DaemonMsg::Event(event), &mut batch).is_err()
+        {
+            return;
         }
         match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&batch)).await {
             Ok(Ok(())) => {}
             _ => return,
         }
+    }
+}
+
+/// Credit gathered over one write batch.
+#[derive(Default)]
+struct Credit {
+    msgs: u32,
+    bytes: u64,
+    failed: Option<CpgError>,
+}
+
+impl Credit {
+    fn add(&mut self, msgs: u32, bytes: u64, failed: Option<CpgError>) {
+        self.msgs = self.msgs.saturating_add(msgs);
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.failed = failed.or(self.failed.take());
+    }
+
+    fn take(&mut self) -> Option<ClientEvent> {
+        let c = std::mem::take(self);
+        (c.msgs > 0).then_some(ClientEvent::Credit { msgs: c.msgs, bytes: c.bytes, failed: c.failed })
     }
 }
 

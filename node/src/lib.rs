@@ -6,7 +6,8 @@
 //! - [`runtime`]: the event loop that drives a [`totem_core::cpg::CpgNode`] over a
 //!   [`transport`], with [`protect`]ion of every packet and a durable [`store`] for the ring
 //!   sequence.
-//! - [`ipc`] and [`client`]: the local Unix socket and the CPG client library.
+//! - [`ipc`] and [`client`]: the local Unix socket and the CPG client library; [`window`]:
+//!   the credit-based send window that lets a client multicast without a round trip.
 //! - [`corosync`]: the client library with the API of the `rust-corosync` crate's `cpg`
 //!   module, so that Corosync CPG programs port by changing an import.
 //! - [`conf`]: corosync.conf syntax, mapped onto the core's [`totem_core::Config`] and the
@@ -36,3 +37,4 @@ pub mod runtime;
 pub mod sam;
 pub mod store;
 pub mod transport;
+pub mod window;

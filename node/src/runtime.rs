@@ -6,15 +6,23 @@
 //! [`CpgNode::poll_timeout`]. Local clients (the IPC server, an embedding program, the
 //! simulator's applications) talk to the loop through a [`Handle`].
 //!
+//! Each connection's requests are carried out in the order they arrive. Multicasts sent
+//! with [`Handle::send`] need no reply: they wait in the connection's *outbox* until the
+//! core accepts them (its queue has room and no synchronization runs), and the loop hands
+//! back credit for them ([`ClientEvent::Credit`], see [`crate::window`]). A join, leave or
+//! disconnect that arrives while the outbox holds multicasts waits behind them, so a
+//! process's messages always precede its own leave or PROCDOWN.
+//!
 //! The loop uses `tokio::time`, so under turmoil it runs on simulated time unchanged.
 
 use crate::crypto::OpenError;
 use crate::protect::Protection;
 use crate::store::RingSeqStore;
 use crate::transport::Transport;
+use crate::window::WindowSize;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +41,8 @@ pub struct RuntimeConfig {
     pub nodelist: BTreeMap<NodeId, SocketAddr>,
     /// Events queued for one client before it counts as stalled and is disconnected.
     pub client_queue: usize,
+    /// The send window of every connection (see [`crate::window`]).
+    pub window: WindowSize,
 }
 
 /// Counters for `totemctl stats`.
@@ -60,6 +70,8 @@ pub struct RuntimeStats {
     pub nodes_joined: u64,
     /// Clients disconnected because they stopped reading.
     pub clients_stalled: u64,
+    /// Clients disconnected because they sent past their send window.
+    pub clients_overrun: u64,
 }
 
 /// A snapshot for `totemctl status`.
@@ -80,7 +92,16 @@ pub struct NodeStatus {
 }
 
 /// An event for one client connection.
-pub type ClientEvent = EventKind;
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientEvent {
+    /// A CPG callback: a delivery, a view change or a Totem view change.
+    Cpg(EventKind),
+    /// The loop took `msgs` multicasts of `bytes` bytes sent with [`Handle::send`] out of
+    /// the connection's outbox: they no longer count against its window. `failed`: some of
+    /// them were refused rather than sent, the last with this error (a well-behaved client
+    /// checks what it can before sending, so this means a misuse).
+    Credit { msgs: u32, bytes: u64, failed: Option<CpgError> },
+}
 
 /// A request from a local client to the loop.
 #[derive(Debug)]
@@ -101,11 +122,19 @@ pub enum Request {
         group: Vec<u8>,
         reply: oneshot::Sender<Result<(), CpgError>>,
     },
+    /// One multicast, answered with the core's verdict (TryAgain while the connection's
+    /// outbox holds anything: it never overtakes earlier sends).
     Mcast {
         conn: ConnId,
         guarantee: Guarantee,
         payload: Bytes,
         reply: oneshot::Sender<Result<(), CpgError>>,
+    },
+    /// Multicasts without a reply, within the connection's send window: credit comes back
+    /// as [`ClientEvent::Credit`]. A connection that sends past its window is disconnected.
+    Send {
+        conn: ConnId,
+        msgs: Vec<(Guarantee, Bytes)>,
     },
     Disconnect {
         conn: ConnId,
@@ -138,6 +167,7 @@ pub enum RuntimeError {
 pub struct Handle {
     tx: mpsc::Sender<Request>,
     node: NodeId,
+    window: WindowSize,
 }
 
 /// The loop has stopped.
@@ -183,6 +213,17 @@ impl Handle {
         payload: Bytes,
     ) -> Result<Result<(), CpgError>, Stopped> {
         self.ask(|reply| Request::Mcast { conn, guarantee, payload, reply }).await
+    }
+
+    /// Queue multicasts on `conn` without waiting for a verdict (see [`Request::Send`]);
+    /// the caller keeps them within the window with a [`crate::window::SendWindow`].
+    pub async fn send(&self, conn: ConnId, msgs: Vec<(Guarantee, Bytes)>) -> Result<(), Stopped> {
+        self.tx.send(Request::Send { conn, msgs }).await.map_err(|_| Stopped)
+    }
+
+    /// The send window every connection of this runtime gets.
+    pub fn window(&self) -> WindowSize {
+        self.window
     }
 
     pub async fn disconnect(&self, conn: ConnId) {
@@ -248,7 +289,11 @@ pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     store: S,
     protection: P,
     requests: mpsc::Receiver<Request>,
-    clients: BTreeMap<ConnId, mpsc::Sender<ClientEvent>>,
+    clients: BTreeMap<ConnId, Client>,
+    /// Connections whose outbox waits for the core (served in turn after every input).
+    blocked: BTreeSet<ConnId>,
+    /// Where the next round over `blocked` starts (fairness between connections).
+    rotation: ConnId,
     epoch: Instant,
     stats: RuntimeStats,
     /// Messages this node sent to itself (a one-node ring), handled before the next input.
@@ -262,6 +307,26 @@ impl<T: Transport, S: RingSeqStore, P: Protection> std::fmt::Debug for Runtime<T
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime").field("node", &self.cfg.node_id).field("stats", &self.stats).finish()
     }
+}
+
+/// A local client connection as the loop sees it.
+#[derive(Debug)]
+struct Client {
+    /// None once the client is gone: what its outbox holds still goes out first.
+    events: Option<mpsc::Sender<ClientEvent>>,
+    outbox: VecDeque<Queued>,
+    /// Multicasts in the outbox, and their bytes: at most the window.
+    queued_msgs: u32,
+    queued_bytes: u64,
+}
+
+/// A request waiting in a connection's outbox.
+#[derive(Debug)]
+enum Queued {
+    Mcast(Guarantee, Bytes),
+    Join { group: Vec<u8>, pid: u32, reply: oneshot::Sender<Result<(), CpgError>> },
+    Leave { group: Vec<u8>, reply: oneshot::Sender<Result<(), CpgError>> },
+    Disconnect,
 }
 
 /// The largest datagram we accept.
@@ -287,7 +352,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         }
         let by_addr = cfg.nodelist.iter().map(|(&n, &a)| (a, n)).collect();
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-        let handle = Handle { tx, node: cfg.node_id };
+        let handle = Handle { tx, node: cfg.node_id, window: cfg.window };
         Ok((
             Runtime {
                 core: CpgNode::new(node),
@@ -298,6 +363,8 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 protection,
                 requests: rx,
                 clients: BTreeMap::new(),
+                blocked: BTreeSet::new(),
+                rotation: ConnId(0),
                 epoch: Instant::now(),
                 stats: RuntimeStats::default(),
                 looped: VecDeque::new(),
@@ -354,6 +421,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                         let mut out = Vec::new();
                         self.core.handle_timeout(self.now(), kind, &mut out);
                         self.carry_out(out).await?;
+                        self.serve_blocked().await?;
                     }
                 }
                 got = self.transport.recv_from(&mut buf) => {
@@ -364,6 +432,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                         let Some(got) = self.transport.try_recv_from(&mut buf) else { break };
                         self.received(got, &mut buf).await?;
                     }
+                    self.serve_blocked().await?;
                 }
             }
         }
@@ -439,42 +508,40 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
     }
 
     async fn request(&mut self, req: Request) -> Result<(), RuntimeError> {
-        let now = self.now();
         let mut out = Vec::new();
         match req {
             Request::Connect { flags, events, reply } => {
                 let conn = self.core.connect(flags);
-                self.clients.insert(conn, events);
+                let client =
+                    Client { events: Some(events), outbox: VecDeque::new(), queued_msgs: 0, queued_bytes: 0 };
+                self.clients.insert(conn, client);
                 if reply.send(conn).is_err() {
                     self.drop_client(conn, &mut out);
                 }
             }
             Request::Join { conn, group, pid, reply } => {
-                let r = self.core.join(now, conn, &group, pid, &mut out);
-                self.observe(Observed::Join { conn, group: &group, pid, result: r });
-                let _ = reply.send(r);
+                if let Some(c) = self.waiting(conn) {
+                    c.outbox.push_back(Queued::Join { group, pid, reply });
+                } else {
+                    self.join(conn, &group, pid, reply, &mut out);
+                }
             }
             Request::Leave { conn, group, reply } => {
-                let r = self.core.leave(now, conn, &group, &mut out);
-                self.observe(Observed::Leave { conn, group: &group, result: r });
-                let _ = reply.send(r);
+                if let Some(c) = self.waiting(conn) {
+                    c.outbox.push_back(Queued::Leave { group, reply });
+                } else {
+                    self.leave(conn, &group, reply, &mut out);
+                }
             }
             Request::Mcast { conn, guarantee, payload, reply } => {
-                let group = self
-                    .observer
-                    .is_some()
-                    .then(|| self.core.conn_group(conn).map(|(g, _)| g.as_bytes().to_vec()))
-                    .flatten();
-                let r = self.core.mcast(now, conn, guarantee, &payload, &mut out);
-                self.observe(Observed::Mcast {
-                    conn,
-                    group: group.as_deref(),
-                    guarantee,
-                    payload: &payload,
-                    result: r,
-                });
+                let r = if self.waiting(conn).is_some() {
+                    Err(CpgError::TryAgain)
+                } else {
+                    self.mcast(conn, guarantee, &payload, false, &mut out)
+                };
                 let _ = reply.send(r);
             }
+            Request::Send { conn, msgs } => self.queue_sends(conn, msgs, &mut out),
             Request::Disconnect { conn } => self.drop_client(conn, &mut out),
             Request::Membership { group, reply } => {
                 let _ = reply.send(self.core.membership(&group));
@@ -490,10 +557,159 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         self.carry_out(out).await
     }
 
+    /// The connection, if its outbox holds anything (a new request must wait behind it).
+    fn waiting(&mut self, conn: ConnId) -> Option<&mut Client> {
+        self.clients.get_mut(&conn).filter(|c| !c.outbox.is_empty())
+    }
+
+    fn join(
+        &mut self,
+        conn: ConnId,
+        group: &[u8],
+        pid: u32,
+        reply: oneshot::Sender<Result<(), CpgError>>,
+        out: &mut Vec<Output>,
+    ) {
+        let r = self.core.join(self.now(), conn, group, pid, out);
+        self.observe(Observed::Join { conn, group, pid, result: r });
+        let _ = reply.send(r);
+    }
+
+    fn leave(
+        &mut self,
+        conn: ConnId,
+        group: &[u8],
+        reply: oneshot::Sender<Result<(), CpgError>>,
+        out: &mut Vec<Output>,
+    ) {
+        let r = self.core.leave(self.now(), conn, group, out);
+        self.observe(Observed::Leave { conn, group, result: r });
+        let _ = reply.send(r);
+    }
+
+    /// Offer one multicast to the core. The observer hears the verdict, except a TryAgain
+    /// for a `queued` one (it stays in the outbox; no client ever saw that answer).
+    fn mcast(
+        &mut self,
+        conn: ConnId,
+        guarantee: Guarantee,
+        payload: &[u8],
+        queued: bool,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CpgError> {
+        let group = self
+            .observer
+            .is_some()
+            .then(|| self.core.conn_group(conn).map(|(g, _)| g.as_bytes().to_vec()))
+            .flatten();
+        let r = self.core.mcast(self.now(), conn, guarantee, payload, out);
+        if !(queued && r == Err(CpgError::TryAgain)) {
+            self.observe(Observed::Mcast { conn, group: group.as_deref(), guarantee, payload, result: r });
+        }
+        r
+    }
+
+    /// Put multicasts sent without a reply into the connection's outbox (a client that
+    /// sends past its window is disconnected), then offer the outbox to the core.
+    fn queue_sends(&mut self, conn: ConnId, msgs: Vec<(Guarantee, Bytes)>, out: &mut Vec<Output>) {
+        let window = self.cfg.window;
+        let Some(c) = self.clients.get_mut(&conn) else { return };
+        if c.events.is_none() {
+            return; // the client is gone; nothing new is taken from it
+        }
+        for (guarantee, payload) in msgs {
+            let bytes = c.queued_bytes.saturating_add(payload.len() as u64);
+            if c.queued_msgs >= window.msgs || bytes > window.bytes {
+                self.stats.clients_overrun += 1;
+                tracing::warn!("client connection {} sent past its send window: disconnected", conn.0);
+                self.drop_client(conn, out);
+                return;
+            }
+            c.queued_msgs += 1;
+            c.queued_bytes = bytes;
+            c.outbox.push_back(Queued::Mcast(guarantee, payload));
+        }
+        self.serve_outbox(conn, out);
+    }
+
+    /// Carry out the connection's outbox in order until the core refuses a multicast for
+    /// now (TryAgain); hand back credit for the multicasts taken.
+    fn serve_outbox(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+        let (mut msgs, mut bytes, mut failed) = (0u32, 0u64, None);
+        let mut closed = false;
+        while let Some(item) = self.clients.get_mut(&conn).and_then(|c| c.outbox.pop_front()) {
+            match item {
+                Queued::Mcast(guarantee, payload) => {
+                    let r = self.mcast(conn, guarantee, &payload, true, out);
+                    let Some(c) = self.clients.get_mut(&conn) else { break };
+                    if r == Err(CpgError::TryAgain) {
+                        c.outbox.push_front(Queued::Mcast(guarantee, payload));
+                        break;
+                    }
+                    c.queued_msgs = c.queued_msgs.saturating_sub(1);
+                    c.queued_bytes = c.queued_bytes.saturating_sub(payload.len() as u64);
+                    msgs += 1;
+                    bytes += payload.len() as u64;
+                    if let Err(e) = r {
+                        failed = Some(e);
+                    }
+                }
+                Queued::Join { group, pid, reply } => self.join(conn, &group, pid, reply, out),
+                Queued::Leave { group, reply } => self.leave(conn, &group, reply, out),
+                Queued::Disconnect => {
+                    self.disconnect_now(conn, out);
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if !closed && self.clients.get(&conn).is_some_and(|c| !c.outbox.is_empty()) {
+            self.blocked.insert(conn);
+        } else {
+            self.blocked.remove(&conn);
+        }
+        if msgs > 0 {
+            self.hand_to_client(conn, ClientEvent::Credit { msgs, bytes, failed }, out);
+        }
+    }
+
+    /// Offer every waiting outbox to the core again (after an input that may have made
+    /// room or ended a synchronization), starting after the one served first last time.
+    async fn serve_blocked(&mut self) -> Result<(), RuntimeError> {
+        if self.blocked.is_empty() || self.core.is_syncing() {
+            return Ok(());
+        }
+        let start = self.rotation;
+        let order: Vec<ConnId> =
+            self.blocked.range(start..).chain(self.blocked.range(..start)).copied().collect();
+        let mut out = Vec::new();
+        for conn in order {
+            self.serve_outbox(conn, &mut out);
+        }
+        self.rotation =
+            self.blocked.range(ConnId(start.0.saturating_add(1))..).next().copied().unwrap_or(ConnId(0));
+        self.carry_out(out).await
+    }
+
+    /// The client went away (or stopped reading): what its outbox holds goes out first,
+    /// then its processes leave their groups (PROCDOWN).
     fn drop_client(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+        match self.clients.get_mut(&conn) {
+            Some(c) if !c.outbox.is_empty() => {
+                if c.events.take().is_some() {
+                    c.outbox.push_back(Queued::Disconnect);
+                }
+            }
+            Some(_) => self.disconnect_now(conn, out),
+            None => self.core.disconnect(self.now(), conn, out),
+        }
+    }
+
+    fn disconnect_now(&mut self, conn: ConnId, out: &mut Vec<Output>) {
         if self.clients.remove(&conn).is_some() {
             self.observe(Observed::Disconnect { conn });
         }
+        self.blocked.remove(&conn);
         self.core.disconnect(self.now(), conn, out);
     }
 
@@ -540,7 +756,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                     }
                     Output::Deliver(_) => self.stats.deliveries += 1,
                     Output::Config(c) => self.config_change(&c),
-                    Output::Cpg(e) => self.hand_to_client(e.conn, e.kind, &mut next),
+                    Output::Cpg(e) => self.hand_to_client(e.conn, ClientEvent::Cpg(e.kind), &mut next),
                     Output::Probe(_) => {}
                 }
             }
@@ -581,8 +797,11 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
     }
 
     fn hand_to_client(&mut self, conn: ConnId, event: ClientEvent, out: &mut Vec<Output>) {
-        let Some(tx) = self.clients.get(&conn) else { return };
-        let copy = self.observer.is_some().then(|| event.clone());
+        let Some(tx) = self.clients.get(&conn).and_then(|c| c.events.as_ref()) else { return };
+        let copy = match &event {
+            ClientEvent::Cpg(kind) if self.observer.is_some() => Some(kind.clone()),
+            _ => None,
+        };
         if tx.try_send(event).is_ok() {
             if let Some(kind) = copy {
                 self.observe(Observed::Output(&Output::Cpg(totem_core::cpg::Event { conn, kind })));

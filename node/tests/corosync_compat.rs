@@ -44,6 +44,7 @@ fn one_node_with(client_queue: usize) -> OneNode {
             core: Config::default(),
             nodelist: BTreeMap::from([(CoreNodeId(1), addr)]),
             client_queue,
+            window: totem_node::window::WindowSize::DEFAULT,
         };
         let (node, handle) =
             Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(CoreNodeId(1))).unwrap();

@@ -30,6 +30,7 @@ async fn one_node_with(
         core: Config::default(),
         nodelist: BTreeMap::from([(NodeId(1), addr)]),
         client_queue,
+        window: totem_node::window::WindowSize::DEFAULT,
     };
     let (rt, handle) =
         Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(NodeId(1))).unwrap();

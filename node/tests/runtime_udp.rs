@@ -36,6 +36,7 @@ async fn cluster(n: u32) -> (Vec<Handle>, Vec<tokio::task::JoinHandle<()>>, Vec<
             core: Config { rng_seed: u64::from(id.0), ..fast_config(n as usize) },
             nodelist: nodelist.clone(),
             client_queue: 1024,
+            window: totem_node::window::WindowSize::DEFAULT,
         };
         let (rt, h) = Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(id)).unwrap();
         tasks.push(tokio::spawn(async move {
@@ -60,7 +61,7 @@ async fn until_members(h: &Handle, want: &[u32]) {
 async fn next_deliver(rx: &mut mpsc::Receiver<ClientEvent>) -> Vec<u8> {
     loop {
         match timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap() {
-            EventKind::Deliver { payload, .. } => return payload.to_vec(),
+            ClientEvent::Cpg(EventKind::Deliver { payload, .. }) => return payload.to_vec(),
             _ => continue,
         }
     }
@@ -127,7 +128,7 @@ async fn three_nodes_over_udp_agree() {
     let mut saw = false;
     for _ in 0..1000 {
         match timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap() {
-            EventKind::Confchg { left, .. }
+            ClientEvent::Cpg(EventKind::Confchg { left, .. })
                 if left.iter().any(|(p, r)| p.node == NodeId(3) && *r == Reason::NodeDown) =>
             {
                 saw = true;

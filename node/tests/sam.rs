@@ -592,7 +592,13 @@ mod daemon {
         for n in 2..=nodes {
             nodelist.insert(NodeId(n), format!("127.0.0.1:{}", 9 + n).parse().unwrap());
         }
-        let cfg = RuntimeConfig { node_id: NodeId(1), core: Config::default(), nodelist, client_queue: 64 };
+        let cfg = RuntimeConfig {
+            node_id: NodeId(1),
+            core: Config::default(),
+            nodelist,
+            client_queue: 64,
+            window: totem_node::window::WindowSize::DEFAULT,
+        };
         let (rt, handle) =
             Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(NodeId(1))).unwrap();
         tokio::spawn(async move { rt.run().await.unwrap() });

@@ -169,6 +169,7 @@ pub async fn host_main(shared: Rc<Shared>, index: usize) -> turmoil::Result {
         core: shared.opts.node_config(node, inc),
         nodelist: shared.nodelist.clone(),
         client_queue: 1 << 16,
+        window: totem_node::window::WindowSize::DEFAULT,
     };
     let store = ctl.store.borrow().clone();
     let (runtime, handle) = match Runtime::new(cfg, transport, store, protection(NodeId(node), inc)) {
