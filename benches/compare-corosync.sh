@@ -17,7 +17,7 @@
 # Cleans up only what it started (its own namespaces, the daemons it started by pid).
 set -uo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
 QUICK=${QUICK:-0}
@@ -47,6 +47,9 @@ SKIP_INSTALL=${SKIP_INSTALL:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 NS=${NS:-tcmp}
 NET=${NET:-10.214.0}
+# extra lines for the totem section of Totem's configuration (one per line), for
+# experiments: TOTEM_EXTRA=$'window_size: 100\nmax_messages: 34'. Empty in a comparison.
+TOTEM_EXTRA=${TOTEM_EXTRA:-}
 
 RAW=$WORK/raw.jsonl
 LOG=$WORK/log
@@ -171,6 +174,7 @@ mkconf() {
 				printf '    crypto_cipher: aes256\n    crypto_hash: sha256\n    keyfile: %s\n' "$WORK/totem/authkey"
 				printf '    nodeid: %s\n' $i
 				[ "$tok" != default ] && printf '    token: %s\n' "$tok"
+				[ -n "$TOTEM_EXTRA" ] && printf '    %s\n' "$TOTEM_EXTRA"
 				printf '}\nlogging {\n    to_stderr: yes\n    to_logfile: no\n    timestamp: hires\n}\n'
 				printf 'system {\n    state_dir: %s\n    run_dir: %s\n}\n' "$d/state" "$d/run"
 				nodelist

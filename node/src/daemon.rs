@@ -15,8 +15,6 @@ use totem_core::NodeId;
 
 /// The IPC socket's file name inside `run_dir`.
 pub const SOCKET_NAME: &str = "totem.sock";
-/// Events queued per client before it counts as stalled.
-pub const CLIENT_QUEUE: usize = 4096;
 /// Kernel socket buffer size asked for (the kernel may cap it).
 pub const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -117,13 +115,7 @@ impl Daemon {
             probes: config.core.probes || options.trace_file.is_some(),
             ..config.core.clone()
         };
-        let rc = RuntimeConfig {
-            node_id: me,
-            core,
-            nodelist,
-            client_queue: CLIENT_QUEUE,
-            window: crate::window::WindowSize::DEFAULT,
-        };
+        let rc = RuntimeConfig { node_id: me, core, nodelist, window: crate::window::WindowSize::DEFAULT };
         let (mut runtime, handle) = Runtime::new(rc, socket, store, PacketCrypto::new(keys, me, boot))
             .map_err(DaemonError::Config)?;
         if let Some(path) = &options.trace_file {
@@ -161,7 +153,7 @@ impl Daemon {
     pub async fn run(self) -> Result<RuntimeStats, DaemonError> {
         let Daemon { handle, runtime, server, socket_path, me, access } = self;
         tracing::info!("node {me} starting; clients connect to {}", socket_path.display());
-        let serve = tokio::spawn(server.serve(handle.clone(), access, CLIENT_QUEUE));
+        let serve = tokio::spawn(server.serve(handle.clone(), access, crate::events::QueueLimit::DEFAULT));
         let signals = tokio::spawn(watch_signals(handle.clone()));
         let result = runtime.run().await;
         serve.abort();

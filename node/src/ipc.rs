@@ -12,6 +12,7 @@
 //! an oversized or undecodable frame is disconnected at once. Neither stalls the daemon's
 //! loop or other clients: the loop only ever `try_send`s to a client.
 
+use crate::events::{EventReceiver, QueueLimit};
 use crate::runtime::{ClientEvent, Handle, NodeStatus};
 use crate::window::WindowSize;
 use bytes::Bytes;
@@ -161,7 +162,7 @@ impl Server {
     }
 
     /// Accept clients until the runtime stops.
-    pub async fn serve(self, handle: Handle, access: Access, client_queue: usize) {
+    pub async fn serve(self, handle: Handle, access: Access, client_queue: QueueLimit) {
         let me = unsafe_free_uid();
         loop {
             let (stream, _) = match self.listener.accept().await {
@@ -214,13 +215,13 @@ const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 async fn client_session(
     stream: UnixStream,
     handle: Handle,
-    client_queue: usize,
+    client_queue: QueueLimit,
     reload: Result<mpsc::Sender<()>, &'static str>,
 ) {
     let (rd, wr) = stream.into_split();
     let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
     let (reply_tx, reply_rx) = mpsc::channel::<DaemonMsg>(64);
-    let (events_tx, events_rx) = tokio::sync::oneshot::channel::<mpsc::Receiver<ClientEvent>>();
+    let (events_tx, events_rx) = tokio::sync::oneshot::channel::<EventReceiver>();
     let mut writer = tokio::spawn(session_writer(wr, reply_rx, events_rx));
     let mut events_tx = Some(events_tx);
     let mut conn = None;
@@ -297,9 +298,9 @@ async fn answer(
     request: Request,
     conn: &mut Option<ConnId>,
     handle: &Handle,
-    client_queue: usize,
+    client_queue: QueueLimit,
     reload: &Result<mpsc::Sender<()>, &'static str>,
-    events_tx: &mut Option<tokio::sync::oneshot::Sender<mpsc::Receiver<ClientEvent>>>,
+    events_tx: &mut Option<tokio::sync::oneshot::Sender<EventReceiver>>,
 ) -> Option<Reply> {
     let reply = match (request, *conn) {
         (Request::Hello { flags }, None) => {
@@ -341,11 +342,11 @@ async fn answer(
 async fn session_writer(
     mut wr: tokio::net::unix::OwnedWriteHalf,
     mut replies: mpsc::Receiver<DaemonMsg>,
-    events: tokio::sync::oneshot::Receiver<mpsc::Receiver<ClientEvent>>,
+    events: tokio::sync::oneshot::Receiver<EventReceiver>,
 ) {
     let mut events = events;
     let mut awaiting_conn = true;
-    let mut stream: Option<mpsc::Receiver<ClientEvent>> = None;
+    let mut stream: Option<EventReceiver> = None;
     loop {
         let msg = tokio::select! {
             r = replies.recv() => match r { Some(m) => m, None => return },
@@ -384,10 +385,7 @@ async fn session_writer(
             }
             next = match replies.try_recv() {
                 Ok(m) => Some(m),
-                Err(_) => match stream.as_mut().map(mpsc::Receiver::try_recv) {
-                    Some(Ok(e)) => Some(DaemonMsg::Event(e)),
-                    _ => None,
-                },
+                Err(_) => stream.as_mut().and_then(EventReceiver::try_recv).map(DaemonMsg::Event),
             };
         }
         if let Some(event) = credit.take()
@@ -423,7 +421,7 @@ impl Credit {
     }
 }
 
-async fn next_event(stream: &mut Option<mpsc::Receiver<ClientEvent>>) -> Option<ClientEvent> {
+async fn next_event(stream: &mut Option<EventReceiver>) -> Option<ClientEvent> {
     match stream {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

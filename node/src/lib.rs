@@ -27,6 +27,7 @@ pub mod conf;
 pub mod corosync;
 pub mod crypto;
 pub mod daemon;
+pub mod events;
 pub mod frame;
 pub mod fsutil;
 pub mod ipc;

@@ -16,9 +16,10 @@
 //! The loop uses `tokio::time`, so under turmoil it runs on simulated time unchanged.
 
 use crate::crypto::OpenError;
+use crate::events::{EventReceiver, EventSender, QueueLimit};
 use crate::protect::Protection;
 use crate::store::RingSeqStore;
-use crate::transport::Transport;
+use crate::transport::{RecvBurst, Transport};
 use crate::window::WindowSize;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -39,8 +40,6 @@ pub struct RuntimeConfig {
     pub core: Config,
     /// Every node of the cluster (this one included) and its address.
     pub nodelist: BTreeMap<NodeId, SocketAddr>,
-    /// Events queued for one client before it counts as stalled and is disconnected.
-    pub client_queue: usize,
     /// The send window of every connection (see [`crate::window`]).
     pub window: WindowSize,
 }
@@ -108,7 +107,7 @@ pub enum ClientEvent {
 pub enum Request {
     Connect {
         flags: ConnFlags,
-        events: mpsc::Sender<ClientEvent>,
+        events: EventSender,
         reply: oneshot::Sender<ConnId>,
     },
     Join {
@@ -187,13 +186,14 @@ impl Handle {
     }
 
     /// Open a connection; its events arrive on the returned receiver (closed when the
-    /// runtime disconnects the client or stops).
+    /// runtime disconnects the client or stops). A client that lets `limit` fill has
+    /// stopped reading and is disconnected.
     pub async fn connect(
         &self,
         flags: ConnFlags,
-        queue: usize,
-    ) -> Result<(ConnId, mpsc::Receiver<ClientEvent>), Stopped> {
-        let (etx, erx) = mpsc::channel(queue.max(1));
+        limit: QueueLimit,
+    ) -> Result<(ConnId, EventReceiver), Stopped> {
+        let (etx, erx) = crate::events::queue(limit);
         let conn = self.ask(|reply| Request::Connect { flags, events: etx, reply }).await?;
         Ok((conn, erx))
     }
@@ -298,6 +298,8 @@ pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     stats: RuntimeStats,
     /// Messages this node sent to itself (a one-node ring), handled before the next input.
     looped: VecDeque<Message>,
+    /// Sealed datagrams and their destinations, sent together at the end of a step.
+    outgoing: Vec<(Bytes, SocketAddr)>,
     /// Rate limit for the wrong-key log line: the last time it was printed per source.
     auth_warned: BTreeMap<SocketAddr, Instant>,
     observer: Option<Observer>,
@@ -313,7 +315,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> std::fmt::Debug for Runtime<T
 #[derive(Debug)]
 struct Client {
     /// None once the client is gone: what its outbox holds still goes out first.
-    events: Option<mpsc::Sender<ClientEvent>>,
+    events: Option<EventSender>,
     outbox: VecDeque<Queued>,
     /// Multicasts in the outbox, and their bytes: at most the window.
     queued_msgs: u32,
@@ -331,8 +333,10 @@ enum Queued {
 
 /// The largest datagram we accept.
 const DATAGRAM_MAX: usize = 65_536;
-/// Datagrams taken straight from the socket after one wake-up, at most.
-const RECV_BURST: usize = 64;
+/// Datagrams one burst read takes from the socket, at most.
+const RECV_BURST: usize = 32;
+/// Burst reads after one wake-up, at most (then timers and requests get their turn).
+const RECV_ROUNDS: usize = 4;
 /// Requests a client may have outstanding at the loop.
 const REQUEST_QUEUE: usize = 1024;
 
@@ -368,6 +372,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 epoch: Instant::now(),
                 stats: RuntimeStats::default(),
                 looped: VecDeque::new(),
+                outgoing: Vec::new(),
                 auth_warned: BTreeMap::new(),
                 observer: None,
             },
@@ -397,6 +402,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         self.core.start(self.now(), &mut out);
         self.carry_out(out).await?;
         let mut buf = vec![0u8; DATAGRAM_MAX];
+        let mut burst = RecvBurst::new(RECV_BURST, DATAGRAM_MAX);
         loop {
             let deadline = self
                 .core
@@ -425,12 +431,22 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                     }
                 }
                 got = self.transport.recv_from(&mut buf) => {
-                    self.received(got, &mut buf).await?;
+                    self.received(got, &buf).await?;
                     // Work through what else is already queued before looking at timers
                     // and requests again (a window of frames arrives as a burst).
-                    for _ in 0..RECV_BURST {
-                        let Some(got) = self.transport.try_recv_from(&mut buf) else { break };
-                        self.received(got, &mut buf).await?;
+                    for _ in 0..RECV_ROUNDS {
+                        match self.transport.try_recv_burst(&mut burst) {
+                            None => break,
+                            Some(Err(e)) => {
+                                tracing::debug!("receive error: {e}");
+                                break;
+                            }
+                            Some(Ok(())) => {
+                                for (datagram, from) in burst.datagrams() {
+                                    self.datagram(datagram, from).await?;
+                                }
+                            }
+                        }
                     }
                     self.serve_blocked().await?;
                 }
@@ -441,13 +457,10 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
     async fn received(
         &mut self,
         got: std::io::Result<(usize, SocketAddr)>,
-        buf: &mut [u8],
+        buf: &[u8],
     ) -> Result<(), RuntimeError> {
         match got {
-            Ok((len, from)) => {
-                let datagram = buf.get(..len).unwrap_or_default().to_vec();
-                self.datagram(&datagram, from).await
-            }
+            Ok((len, from)) => self.datagram(buf.get(..len).unwrap_or_default(), from).await,
             // ICMP errors surface here on some systems: not fatal.
             Err(e) => {
                 tracing::debug!("receive error: {e}");
@@ -749,7 +762,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                     self.observe(Observed::Output(&o));
                 }
                 match o {
-                    Output::Send { dest, msg } => self.send(dest, &msg).await,
+                    Output::Send { dest, msg } => self.send(dest, &msg),
                     Output::PersistRingSeq(seq) => {
                         self.store.store(seq).await.map_err(RuntimeError::Persist)?;
                         self.core.ring_seq_persisted(self.now(), seq, &mut next);
@@ -765,6 +778,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 self.core.handle_message(self.now(), me, msg, &mut next);
             }
             if next.is_empty() {
+                self.flush().await;
                 return Ok(());
             }
             out = next;
@@ -802,7 +816,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             ClientEvent::Cpg(kind) if self.observer.is_some() => Some(kind.clone()),
             _ => None,
         };
-        if tx.try_send(event).is_ok() {
+        if tx.push(event).is_ok() {
             if let Some(kind) = copy {
                 self.observe(Observed::Output(&Output::Cpg(totem_core::cpg::Event { conn, kind })));
             }
@@ -815,7 +829,8 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         }
     }
 
-    async fn send(&mut self, dest: Dest, msg: &Message) {
+    /// Seal `msg` once and queue it for every destination (sent by [`Runtime::flush`]).
+    fn send(&mut self, dest: Dest, msg: &Message) {
         let me = self.cfg.node_id;
         if dest == Dest::Node(me) {
             self.looped.push_back(msg.clone());
@@ -827,13 +842,30 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             self.stats.send_errors += 1;
             return;
         };
-        let targets: Vec<SocketAddr> = match dest {
-            Dest::Node(to) => self.cfg.nodelist.get(&to).copied().into_iter().collect(),
-            Dest::All => self.cfg.nodelist.iter().filter(|(n, _)| **n != me).map(|(_, a)| *a).collect(),
-        };
-        // One call for all peers (one sendmmsg on the UDP socket).
-        let results = self.transport.send_to_each(&datagram, &targets).await;
-        for (to, result) in targets.iter().zip(results) {
+        let datagram = Bytes::from(datagram);
+        match dest {
+            Dest::Node(to) => {
+                if let Some(&addr) = self.cfg.nodelist.get(&to) {
+                    self.outgoing.push((datagram, addr));
+                }
+            }
+            Dest::All => {
+                for (_, &addr) in self.cfg.nodelist.iter().filter(|(n, _)| **n != me) {
+                    self.outgoing.push((datagram.clone(), addr));
+                }
+            }
+        }
+    }
+
+    /// Send what a step queued, in order, in one call (one `sendmmsg` on the UDP socket).
+    async fn flush(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let outgoing = std::mem::take(&mut self.outgoing);
+        let batch: Vec<(&[u8], SocketAddr)> = outgoing.iter().map(|(d, a)| (d.as_ref(), *a)).collect();
+        let results = self.transport.send_batch(&batch).await;
+        for ((datagram, to), result) in batch.iter().zip(results) {
             match result {
                 Ok(_) => {
                     self.stats.packets_out += 1;

@@ -107,11 +107,11 @@ fn totemd_reports_errors_and_warnings() {
     assert!(stderr(&o).contains(&expected), "{}\nwanted {expected}", stderr(&o));
 
     let warn = dir.path().join("warn.conf");
-    std::fs::write(&warn, text.replace("transport: udpu", "transport: knet\n\tknet_mtu: 0")).unwrap();
+    std::fs::write(&warn, text.replace("# transport: knet", "transport: knet\n\tknet_mtu: 0")).unwrap();
     let o = totemd(&["-t", "-c", warn.to_str().unwrap(), "--key-file", &key]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("totem.knet_mtu: accepted but not acted on"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("totem.transport: knet is read as udpu"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("totem.transport: knet is read as Totem's unicast UDP"), "{}", stderr(&o));
 }
 
 // Goal: a missing key fails the check with advice to run keygen; --key-file overrides

@@ -29,7 +29,6 @@ async fn one_node_with(
         node_id: NodeId(1),
         core: Config::default(),
         nodelist: BTreeMap::from([(NodeId(1), addr)]),
-        client_queue,
         window: totem_node::window::WindowSize::DEFAULT,
     };
     let (rt, handle) =
@@ -41,7 +40,7 @@ async fn one_node_with(
         server.set_reload(tx);
     }
     let h = handle.clone();
-    tokio::spawn(server.serve(h, Access::default(), client_queue));
+    tokio::spawn(server.serve(h, Access::default(), totem_node::events::QueueLimit::events(client_queue)));
     for _ in 0..400 {
         let s = handle.status().await.unwrap();
         if s.state == "operational" && !s.syncing {
@@ -74,6 +73,9 @@ async fn cpg_over_ipc_and_misbehaving_clients() {
     let mut b = Client::connect(&path).await.unwrap();
     b.join(b"g", 11).await.unwrap();
     a.send_retrying(Guarantee::Agreed, b"one".to_vec()).await.unwrap();
+    // `send` returns once the message is on its way; `flush` once the daemon has taken it
+    // (so that b's message is ordered after it).
+    a.flush().await.unwrap();
     b.send_retrying(Guarantee::Safe, b"two".to_vec()).await.unwrap();
     assert_eq!(next_deliver(&mut a).await, b"one");
     assert_eq!(next_deliver(&mut a).await, b"two");

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 use totem_core::cpg::{ConnFlags, EventKind, Reason};
 use totem_core::{Config, Guarantee, NodeId, TimingBase};
@@ -35,7 +34,6 @@ async fn cluster(n: u32) -> (Vec<Handle>, Vec<tokio::task::JoinHandle<()>>, Vec<
             node_id: id,
             core: Config { rng_seed: u64::from(id.0), ..fast_config(n as usize) },
             nodelist: nodelist.clone(),
-            client_queue: 1024,
             window: totem_node::window::WindowSize::DEFAULT,
         };
         let (rt, h) = Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(id)).unwrap();
@@ -58,7 +56,7 @@ async fn until_members(h: &Handle, want: &[u32]) {
     panic!("node {} never reached members {want:?}: {:?}", h.node_id().0, h.status().await.unwrap());
 }
 
-async fn next_deliver(rx: &mut mpsc::Receiver<ClientEvent>) -> Vec<u8> {
+async fn next_deliver(rx: &mut totem_node::events::EventReceiver) -> Vec<u8> {
     loop {
         match timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap() {
             ClientEvent::Cpg(EventKind::Deliver { payload, .. }) => return payload.to_vec(),
@@ -75,7 +73,8 @@ async fn three_nodes_over_udp_agree() {
     }
     let mut rxs = Vec::new();
     for (i, h) in handles.iter().enumerate() {
-        let (conn, rx) = h.connect(ConnFlags::default(), 4096).await.unwrap();
+        let (conn, rx) =
+            h.connect(ConnFlags::default(), totem_node::events::QueueLimit::DEFAULT).await.unwrap();
         h.join(conn, b"chat", 100 + i as u32).await.unwrap().unwrap();
         rxs.push((conn, rx));
     }

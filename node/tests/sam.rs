@@ -596,7 +596,6 @@ mod daemon {
             node_id: NodeId(1),
             core: Config::default(),
             nodelist,
-            client_queue: 64,
             window: totem_node::window::WindowSize::DEFAULT,
         };
         let (rt, handle) =
@@ -604,7 +603,11 @@ mod daemon {
         tokio::spawn(async move { rt.run().await.unwrap() });
         let path = dir.join("totem.sock");
         let server = Server::bind(&path).unwrap();
-        tokio::spawn(server.serve(handle.clone(), Access::default(), 64));
+        tokio::spawn(server.serve(
+            handle.clone(),
+            Access::default(),
+            totem_node::events::QueueLimit::events(64),
+        ));
         for _ in 0..400 {
             let s = handle.status().await.unwrap();
             if s.state == "operational" && !s.syncing {

@@ -125,6 +125,14 @@ impl Config {
         }
     }
 
+    /// Set `netmtu` and size the send queue for it: 4 MiB of frames, as Corosync's
+    /// MESSAGE_QUEUE_MAX (4 MiB / netmtu slots), which always holds a message of the largest
+    /// size. The default `pending_queue_max` is this rule at 1500.
+    pub fn set_netmtu(&mut self, netmtu: usize) {
+        self.netmtu = netmtu;
+        self.pending_queue_max = (4 * MESSAGE_SIZE_MAX / netmtu.max(1)).max(1);
+    }
+
     /// The largest frame (packed application data) one MCAST may carry.
     pub fn frame_size_max(&self) -> usize {
         self.netmtu.saturating_sub(DATAGRAM_OVERHEAD)
@@ -241,6 +249,18 @@ mod tests {
     }
 
     // Goal: a bad value is rejected with its key and the rule it breaks.
+    #[test]
+    fn the_send_queue_follows_netmtu() {
+        let mut c = Config::default();
+        let default = c.pending_queue_max;
+        c.set_netmtu(1500);
+        assert_eq!(c.pending_queue_max, default, "the default is the rule at 1500");
+        c.set_netmtu(65536);
+        assert_eq!(c.pending_queue_max, 64, "Corosync: 4 MiB / 65536");
+        assert!(c.pending_queue_max * c.frame_size_max() >= MESSAGE_SIZE_MAX, "a largest message fits");
+        c.validate().expect("valid");
+    }
+
     #[test]
     fn validation_names_key_and_rule() {
         let c = Config { join: Duration::from_millis(10), ..Config::default() };

@@ -369,6 +369,12 @@ impl Node {
         self.submit_as(now, payload, guarantee, Class::App, out)
     }
 
+    /// Whether the application queue can take a message of `len` bytes now ([`Node::submit`]
+    /// would not answer [`SubmitError::TryAgain`] for the queue's sake).
+    pub fn has_room(&self, len: usize) -> bool {
+        self.srp.pending.len() + self.packer.frames_for(len) <= self.srp.config.pending_queue_max
+    }
+
     /// Queue a message of the layer above in one of the send classes (see [`Class`]).
     pub fn submit_as(
         &mut self,
@@ -384,8 +390,7 @@ impl Node {
         if payload.len() > MESSAGE_SIZE_MAX {
             return Err(SubmitError::TooLarge { len: payload.len(), max: MESSAGE_SIZE_MAX });
         }
-        let frames = self.packer.frames_for(payload.len());
-        if class == Class::App && self.srp.pending.len() + frames > self.srp.config.pending_queue_max {
+        if class == Class::App && !self.has_room(payload.len()) {
             return Err(SubmitError::TryAgain);
         }
         if (class == Class::Sync || self.packer.staged_guarantee().is_some_and(|g| g != guarantee))

@@ -20,6 +20,13 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/totem";
 /// Where the IPC socket lives (Corosync: /run/corosync).
 pub const DEFAULT_RUN_DIR: &str = "/run/totem";
 
+/// The default `netmtu` with knet, Corosync's default transport (and Totem's when none is
+/// named): frames of up to 64 KiB. Totem sends each frame as one UDP datagram and the IP
+/// layer fragments what exceeds the path MTU, where knet fragments frames itself.
+pub const NETMTU_KNET: usize = 65536;
+/// The default `netmtu` with `transport: udpu` or `udp` written out, as in Corosync.
+pub const NETMTU_UDP: usize = 1500;
+
 /// How packets travel. Totem has its own UDP transport; Corosync's `knet` is read as
 /// unicast UDP with a warning.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -246,9 +253,11 @@ impl NodeConfig {
             addr: NodeAddr::Socket(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT)),
         }];
         let base = TimingBase { nodes: 1, ..TimingBase::default() };
+        let mut core = Config::for_cluster(base);
+        core.set_netmtu(NETMTU_KNET);
         NodeConfig {
             cluster_name: None,
-            core: Config::for_cluster(base),
+            core,
             timing: TimingExtras {
                 token_base: base.token,
                 token_coefficient: base.token_coefficient,
@@ -564,7 +573,7 @@ impl<'f> Mapper<'f> {
             ));
         }
         let cluster_name = totem.take("cluster_name").map(|kv| kv.value.clone());
-        let transport = self.transport(&mut totem)?;
+        let (transport, netmtu_default) = self.transport(&mut totem)?;
         let ip_version = match self.value(&mut totem, "ip_version", parse_ip_version)? {
             Some((v, _)) => v,
             None if transport == Transport::Udp => IpVersion::Ipv4,
@@ -600,7 +609,7 @@ impl<'f> Mapper<'f> {
             );
         }
 
-        let (core, timing) = self.timing(&mut totem, totem_line, nodes.len())?;
+        let (core, timing) = self.timing(&mut totem, totem_line, nodes.len(), netmtu_default)?;
         let block_unlisted_ips =
             self.value(&mut totem, "block_unlisted_ips", parse_bool)?.is_none_or(|(b, _)| b);
         let crypto = self.crypto(&mut totem, overrides)?;
@@ -672,21 +681,25 @@ impl<'f> Mapper<'f> {
         })
     }
 
-    fn transport(&mut self, totem: &mut Keys<'f>) -> Result<Transport, ConfError> {
-        let Some(kv) = totem.take("transport") else { return Ok(Transport::Udpu) };
+    /// The transport, and the `netmtu` it implies unless one is given (Corosync's default
+    /// for that transport: [`NETMTU_KNET`] for knet and when none is named, else
+    /// [`NETMTU_UDP`]).
+    fn transport(&mut self, totem: &mut Keys<'f>) -> Result<(Transport, usize), ConfError> {
+        let Some(kv) = totem.take("transport") else { return Ok((Transport::Udpu, NETMTU_KNET)) };
         match kv.value.as_str() {
-            "udpu" => Ok(Transport::Udpu),
-            "udp" => Ok(Transport::Udp),
+            "udpu" => Ok((Transport::Udpu, NETMTU_UDP)),
+            "udp" => Ok((Transport::Udp, NETMTU_UDP)),
             "knet" => {
                 self.warn(
                     Some(kv.line),
                     "totem.transport".into(),
                     WarningKind::Adjusted,
-                    "knet is read as udpu: Totem sends unicast UDP over one link, sealed with AES-SIV; \
-                     knet's links, PMTUD and compression do not apply"
+                    "knet is read as Totem's unicast UDP over one link, sealed with AES-SIV, with knet's \
+                     frame size (netmtu 65536: the IP layer fragments what knet would); knet's links, \
+                     PMTUD and compression do not apply"
                         .into(),
                 );
-                Ok(Transport::Udpu)
+                Ok((Transport::Udpu, NETMTU_KNET))
             }
             other => Err(self.key_error(
                 totem,
@@ -865,6 +878,7 @@ impl<'f> Mapper<'f> {
         totem: &mut Keys<'f>,
         totem_line: Option<usize>,
         nodes: usize,
+        netmtu_default: usize,
     ) -> Result<(Config, TimingExtras), ConfError> {
         let mut explicit: BTreeMap<&'static str, &'f KeyValue> = BTreeMap::new();
         let mut ms = |m: &mut Self, name: &'static str| -> Result<Option<Duration>, ConfError> {
@@ -946,7 +960,7 @@ impl<'f> Mapper<'f> {
         core.window_size = window_size.unwrap_or(core.window_size);
         core.max_messages = max_messages.unwrap_or(core.max_messages);
         core.miss_count_const = miss_count_const.unwrap_or(core.miss_count_const);
-        core.netmtu = netmtu.map_or(core.netmtu, |n| n as usize);
+        core.set_netmtu(netmtu.map_or(netmtu_default, |n| n as usize));
         if let Some((b, kv)) = cancel_hold {
             core.cancel_token_hold_on_retransmit = b;
             explicit.insert("cancel_token_hold_on_retransmit", kv);

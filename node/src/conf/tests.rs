@@ -282,7 +282,7 @@ fn defaults_round_trip() {
   max_messages: 17
   miss_count_const: 5
   cancel_token_hold_on_retransmit: no
-  netmtu: 1500
+  netmtu: 65536
   token_warning: 75
   block_unlisted_ips: yes
   crypto_cipher: aes256
@@ -307,7 +307,9 @@ logging {{
     let (spelled, warnings) = ok(&explicit);
     assert!(warnings.is_empty(), "{warnings:#?}");
     assert_eq!(spelled, minimal);
-    assert_eq!(minimal.core, Config::for_cluster(TimingBase::default()));
+    let mut core = Config::for_cluster(TimingBase::default());
+    core.set_netmtu(65536);
+    assert_eq!(minimal.core, core);
     assert_eq!(minimal.core.token, ms(3000));
     assert_eq!(
         (minimal.core.token_retransmit, minimal.core.hold, minimal.core.consensus),
@@ -335,6 +337,27 @@ fn default_single_node() {
     assert!(warnings.is_empty());
     parsed.crypto = CryptoConfig::Keyed { cipher: Cipher::Aes256Siv, key: KeySource::Ephemeral };
     assert_eq!(parsed, d);
+}
+
+// Goal: netmtu defaults as Corosync's do per transport: 65536 for knet (its default
+// transport, also when none is named), 1500 for udpu and udp written out; an explicit
+// value wins; the send queue is sized for the frame size (4 MiB of frames).
+#[test]
+fn netmtu_follows_the_transport() {
+    let nl = nodelist(3);
+    for (transport, explicit, want) in [
+        ("", "", 65536),
+        ("transport: knet\n", "", 65536),
+        ("transport: udpu\n", "", 1500),
+        ("transport: knet\n", "netmtu: 9000\n", 9000),
+        ("", "netmtu: 1500\n", 1500),
+    ] {
+        let (c, _) = ok(&format!("totem {{\n  {transport}  {explicit}  nodeid: 1\n}}\n{nl}"));
+        assert_eq!(c.core.netmtu, want, "{transport:?} {explicit:?}");
+        assert_eq!(c.core.pending_queue_max, 4 * totem_core::config::MESSAGE_SIZE_MAX / want);
+        c.core.validate().expect("valid");
+    }
+    assert_eq!(NodeConfig::default_single_node().core.netmtu, 65536);
 }
 
 // Goal: the token coefficient applies only beyond two nodes, per study §3.1's table.

@@ -82,8 +82,8 @@ pub use totem_core::cpg::{CPG_MESSAGE_MAX, GROUP_NAME_MAX};
 use totem_core::cpg::{ConnFlags, CpgError, EventKind, GroupName, Process};
 
 /// Undispatched events one handle holds before it counts as stalled and is disconnected
-/// (the size of the daemon's own per-client queue, [`crate::daemon::CLIENT_QUEUE`]).
-pub const EVENT_QUEUE_MAX: usize = 4096;
+/// (the daemon's own bound per client, [`crate::events::QueueLimit::DEFAULT`]).
+pub const EVENT_QUEUE_MAX: usize = crate::events::QueueLimit::DEFAULT.events;
 
 /// The ring a Totem view change belongs to: its representative and sequence number.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

@@ -168,7 +168,6 @@ pub async fn host_main(shared: Rc<Shared>, index: usize) -> turmoil::Result {
         node_id: NodeId(node),
         core: shared.opts.node_config(node, inc),
         nodelist: shared.nodelist.clone(),
-        client_queue: 1 << 16,
         window: totem_node::window::WindowSize::DEFAULT,
     };
     let store = ctl.store.borrow().clone();
@@ -281,7 +280,11 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
             let Some(p) = procs.get_mut(k) else { continue };
             let Some(conn) = p.conn else {
                 let flags = ConnFlags { deliver_initial_totem_conf: rng.chance(0.3) };
-                let Ok((conn, mut events)) = handle.connect(flags, 1 << 16).await else { return };
+                let Ok((conn, mut events)) =
+                    handle.connect(flags, totem_node::events::QueueLimit::events(1 << 16)).await
+                else {
+                    return;
+                };
                 tokio::task::spawn_local(async move { while events.recv().await.is_some() {} });
                 p.conn = Some(conn);
                 continue;

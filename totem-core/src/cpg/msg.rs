@@ -130,6 +130,11 @@ impl CpgMsg {
     }
 
     /// Encode a mcast without building the message first (the hot path).
+    /// The length [`CpgMsg::encode_mcast`] gives (checked by a test).
+    pub(crate) fn mcast_len(group: &GroupName, payload_len: usize) -> usize {
+        1 + 1 + group.len() + 4 + payload_len
+    }
+
     pub(crate) fn encode_mcast(group: &GroupName, pid: u32, payload: &[u8]) -> Vec<u8> {
         let mut buf = Vec::with_capacity(MCAST_HEADER_MAX + payload.len());
         buf.push(KIND_MCAST);
@@ -273,6 +278,10 @@ mod tests {
     fn encode_mcast_matches_encode() {
         let m = CpgMsg::Mcast { group: g("q"), pid: 9, payload: Bytes::from_static(b"xyz") };
         assert_eq!(CpgMsg::encode_mcast(&g("q"), 9, b"xyz"), m.encode());
+        for (name, len) in [("", 0), ("q", 3), ("a longer group", 1000)] {
+            let payload = vec![7u8; len];
+            assert_eq!(CpgMsg::encode_mcast(&g(name), 1, &payload).len(), CpgMsg::mcast_len(&g(name), len));
+        }
     }
 
     #[test]

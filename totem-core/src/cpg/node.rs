@@ -144,6 +144,10 @@ impl CpgNode {
             return Err(CpgError::TooBig { len: payload.len(), max: CPG_MESSAGE_MAX });
         }
         let (group, pid) = self.service.check_mcast(conn)?;
+        // Refuse a message the queue cannot take before copying it into one.
+        if !self.node.has_room(CpgMsg::mcast_len(&group, payload.len())) {
+            return Err(CpgError::TryAgain);
+        }
         let bytes = CpgMsg::encode_mcast(&group, pid, payload);
         self.submit(now, &bytes, guarantee, Class::App, out)
     }
