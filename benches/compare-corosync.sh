@@ -170,7 +170,7 @@ mkconf() {
 		mkdir -p "$d/run" "$d/state"
 		if [ "$be" = totem ]; then
 			{
-				printf 'totem {\n    version: 2\n    cluster_name: tcmp\n    transport: udpu\n'
+				printf 'totem {\n    version: 2\n    cluster_name: tcmp\n    transport: knet\n'
 				printf '    crypto_cipher: aes256\n    crypto_hash: sha256\n    keyfile: %s\n' "$WORK/totem/authkey"
 				printf '    nodeid: %s\n' $i
 				[ "$tok" != default ] && printf '    token: %s\n' "$tok"

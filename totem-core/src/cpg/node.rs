@@ -217,21 +217,19 @@ impl CpgNode {
     /// Feed the node's outputs from `from` on to the service; the service's events and any
     /// further node outputs are appended (and processed in turn).
     fn process(&mut self, now: Time, from: usize, out: &mut Vec<Output>) {
-        let mut i = from;
+        // One pass: the node's outputs are taken out and put back one by one, each followed
+        // by what it causes. What is added after an output is never a delivery or a
+        // configuration change, so nothing added needs scanning (and a step that delivers
+        // thousands of packed messages costs linear time).
+        let node_outputs: Vec<Output> = out.drain(from..).collect();
         let mut events = Vec::new();
-        while i < out.len() {
-            let fx = match &out[i] {
+        for o in node_outputs {
+            let fx = match &o {
                 Output::Deliver(d) => self.service.on_deliver(d, &mut events),
                 Output::Config(c) => self.service.on_config(c, &mut events),
                 _ => Effects::default(),
             };
-            i += 1;
-            if events.is_empty() && fx.sync_msgs.is_empty() && fx.release.is_none() {
-                continue;
-            }
-            // Events belong right after the output that caused them; what is inserted here
-            // is never a delivery or configuration change, so scanning it is harmless.
-            let tail: Vec<Output> = out.drain(i..).collect();
+            out.push(o);
             out.extend(events.drain(..).map(Output::Cpg));
             for m in fx.sync_msgs {
                 // Sync messages are unbounded by design (one joinlist per round).
@@ -245,7 +243,6 @@ impl CpgNode {
             {
                 self.node.release_app_traffic(now, out);
             }
-            out.extend(tail);
         }
     }
 }
