@@ -177,6 +177,7 @@ fn errors_name_file_line_and_key() {
         (format!("totem {{\n  transport: tcp\n}}\n{nl}"), 2, "totem.transport", "not a transport"),
         (format!("totem {{\n  ip_version: ipv5\n}}\n{nl}"), 2, "totem.ip_version", "not an IP version"),
         (format!("totem {{\n  crypto_cipher: des\n}}\n{nl}"), 2, "totem.crypto_cipher", "not a cipher"),
+        (format!("totem {{\n  token: 3000\n  crypto_cipher: aes128-gcm-siv\n}}\n{nl}"), 3, "totem.crypto_cipher", "\"aes128-gcm-siv\" is not a cipher; use aes256, aes128, aes256-gcm-siv or none"),
         (format!("totem {{\n  crypto_hash: crc32\n}}\n{nl}"), 2, "totem.crypto_hash", "not a hash"),
         (format!("totem {{\n  crypto_cipher: none\n  crypto_hash: none\n  keyfile: /k\n}}\n{nl}"), 4, "totem.keyfile", "never sends or accepts cleartext"),
         (format!("totem {{\n  key: short\n}}\n{nl}"), 2, "totem.key", "128 to 4096 bytes"),
@@ -428,6 +429,14 @@ fn crypto_settings() {
     let (c, _) = ok(&format!("totem {{\n  crypto_cipher: aes128\n}}\n{nl}"));
     assert_eq!(c.crypto, keyed(Cipher::Aes128Siv, "/etc/totem/authkey"));
 
+    // The Totem extension: RFC 8452 AES-GCM-SIV; crypto_hash is still not acted on.
+    let (c, w) = ok(&format!("totem {{\n  crypto_cipher: aes256-gcm-siv\n  keyfile: /k\n}}\n{nl}"));
+    assert_eq!(c.crypto, keyed(Cipher::Aes256GcmSiv, "/k"));
+    assert!(w.is_empty(), "{w:?}");
+    let (c, w) = ok(&format!("totem {{\n  crypto_cipher: aes256-gcm-siv\n  crypto_hash: sha256\n}}\n{nl}"));
+    assert_eq!(c.crypto, keyed(Cipher::Aes256GcmSiv, "/etc/totem/authkey"));
+    assert_eq!(kinds(&w), [("totem.crypto_hash".into(), WarningKind::NotActedOn)]);
+
     let inline = "k".repeat(200);
     let (c, _) = ok(&format!("totem {{\n  key: {inline}\n}}\n{nl}"));
     let CryptoConfig::Keyed { key: KeySource::Inline(ref k), .. } = c.crypto else {
@@ -463,7 +472,16 @@ fn protection_loads_the_key_file() {
     let path = dir.path().join("authkey");
     crate::keygen::generate_key(&path, false).unwrap();
     let (c, _) = ok(&format!("totem {{\n  keyfile: {}\n}}\n{}", path.display(), nodelist(2)));
-    assert!(matches!(c.crypto.protection().unwrap(), Protection::Keyed(_)));
+    assert!(
+        matches!(c.crypto.protection().unwrap(), Protection::Keyed(k) if k.cipher() == Cipher::Aes256Siv)
+    );
+    let text = format!(
+        "totem {{\n  crypto_cipher: aes256-gcm-siv\n  keyfile: {}\n}}\n{}",
+        path.display(),
+        nodelist(2)
+    );
+    let Protection::Keyed(k) = ok(&text).0.crypto.protection().unwrap() else { panic!("keyed") };
+    assert_eq!(k.cipher(), Cipher::Aes256GcmSiv);
     let (c, _) = ok(&format!("totem {{\n  keyfile: {}/none\n}}\n{}", dir.path().display(), nodelist(2)));
     assert!(c.crypto.protection().unwrap_err().to_string().contains("none"));
 }
