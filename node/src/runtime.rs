@@ -635,8 +635,9 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             if c.queued_msgs >= window.msgs || bytes > window.bytes {
                 self.stats.clients_overrun += 1;
                 tracing::warn!("client connection {} sent past its send window: disconnected", conn.0);
+                // What fit goes out first (the outbox is served below), then the PROCDOWN.
                 self.drop_client(conn, out);
-                return;
+                break;
             }
             c.queued_msgs += 1;
             c.queued_bytes = bytes;
