@@ -33,8 +33,9 @@ impl Event {
 /// One CPG connection (one group), the calls the workload makes. Both back ends give
 /// `mcast` the same meaning as `cpg_mcast_joined`: either the message is accepted (it will
 /// be delivered in Agreed order) or it is refused for flow control and nothing was sent.
-/// How each gets that answer is its own: libcpg asks the daemon for every message; Totem's
-/// client library keeps a send window and the daemon hands back credit (no round trip).
+/// Neither waits for the daemon per message: libcpg writes the request to its IPC ring and
+/// reads the daemon's answer, which says only whether it was queued; Totem's client library
+/// writes while its send window has room, and the daemon hands back credit.
 pub trait Cpg: Sized {
     /// Connect to the local daemon (`socket`: Totem's IPC socket; Corosync finds its own).
     fn open(socket: Option<&std::path::Path>) -> anyhow::Result<Self>;
