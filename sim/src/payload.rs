@@ -11,6 +11,11 @@ fn filler_byte(msg: &MsgId, i: usize) -> u8 {
     (x.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9)) as u8
 }
 
+/// The length of what `build` makes for `size`.
+pub fn built_len(size: usize) -> usize {
+    size.max(HEADER_LEN)
+}
+
 pub fn build(msg: MsgId, size: usize) -> Vec<u8> {
     let size = size.max(HEADER_LEN);
     let mut v = Vec::with_capacity(size);

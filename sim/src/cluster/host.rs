@@ -12,7 +12,7 @@
 //! was doing. A clean leave goes through [`Handle::shutdown`].
 
 use super::net::{NetShared, SimSocket, protection};
-use super::plan::ClusterOptions;
+use super::plan::{Apps, ClusterOptions};
 use super::record::{SharedRecorder, host_now, observer};
 use crate::payload;
 use crate::rng::Rng;
@@ -29,8 +29,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use totem_core::cpg::{ConnFlags, ConnId};
 use totem_core::{Guarantee, NodeId};
-use totem_node::runtime::{Handle, Runtime, RuntimeConfig};
+use totem_node::runtime::{ClientEvent, Handle, Runtime, RuntimeConfig};
 use totem_node::store::MemStore;
+use totem_node::window::SendWindow;
 
 /// The Totem port every host binds.
 pub const PORT: u16 = 5405;
@@ -178,7 +179,17 @@ pub async fn host_main(shared: Rc<Shared>, index: usize) -> turmoil::Result {
         }
     };
     let runtime = runtime.with_observer(observer(shared.recorder.clone(), node, inc));
-    tokio::task::spawn_local(app(shared.clone(), index, inc, handle.clone(), Rng::new(seed).fork(32)));
+    // Half the incarnations multicast through the send window (no reply per message, the
+    // daemon's outbox and credit), the others one round trip per message.
+    let pipelined = Rng::new(seed).fork(33).chance(0.5);
+    tokio::task::spawn_local(app(
+        shared.clone(),
+        index,
+        inc,
+        handle.clone(),
+        Rng::new(seed).fork(32),
+        pipelined,
+    ));
     let watcher = ctl.clone();
     let leaver = handle.clone();
     tokio::task::spawn_local(async move {
@@ -251,6 +262,15 @@ struct Proc {
     conn: Option<ConnId>,
     /// The group it joined and its pid.
     joined: Option<(Vec<u8>, u32)>,
+    /// Pipelined mode: the connection's send window, credited by its event task.
+    window: Option<Rc<RefCell<SendWindow>>>,
+}
+
+impl Proc {
+    /// Nothing of this process waits in the daemon's outbox.
+    fn idle(&self) -> bool {
+        self.window.as_ref().is_none_or(|w| w.borrow().is_idle())
+    }
 }
 
 /// The applications of one host incarnation: `processes` client connections driven in
@@ -258,7 +278,14 @@ struct Proc {
 /// requests, as the spec requires). Each turn, a process without a connection connects;
 /// one without a group joins one; a joined one may leave or exit (churn), or multicast a
 /// burst of Agreed and Safe messages. Scripted sends go through the first joined process.
-async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng: Rng) {
+///
+/// `pipelined`: multicasts go through [`Handle::send`] within the connection's window
+/// instead of one [`Handle::mcast`] each. The spec orders a node's messages by the counter
+/// in their ids, allocated here; the daemon keeps each connection's order but may take two
+/// connections' queued messages in either order, so a process sends only while no other
+/// has messages outstanding, and exits only once its own are taken (a disconnect's credit
+/// never comes back). A leave may wait behind its sends: that order is the daemon's to keep.
+async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng: Rng, pipelined: bool) {
     let Some(ctl) = shared.nodes.get(index).cloned() else { return };
     let node = ctl.id;
     let apps = shared.opts.apps.clone();
@@ -285,7 +312,20 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
                 else {
                     return;
                 };
-                tokio::task::spawn_local(async move { while events.recv().await.is_some() {} });
+                if pipelined {
+                    let window = Rc::new(RefCell::new(SendWindow::new(handle.window())));
+                    let credited = window.clone();
+                    tokio::task::spawn_local(async move {
+                        while let Some(e) = events.recv().await {
+                            if let ClientEvent::Credit { msgs, bytes, .. } = e {
+                                credited.borrow_mut().credit(msgs, bytes);
+                            }
+                        }
+                    });
+                    p.window = Some(window);
+                } else {
+                    tokio::task::spawn_local(async move { while events.recv().await.is_some() {} });
+                }
                 p.conn = Some(conn);
                 continue;
             };
@@ -301,7 +341,7 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
                 continue;
             };
             let group = group.clone();
-            if shared.churn.get() && rng.chance(apps.exit_p) {
+            if shared.churn.get() && rng.chance(apps.exit_p) && p.idle() {
                 handle.disconnect(conn).await;
                 *p = Proc::default();
                 continue;
@@ -311,6 +351,16 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
                     Err(_) => return,
                     Ok(Ok(())) => p.joined = None,
                     Ok(Err(_)) => {}
+                }
+                continue;
+            }
+            if let Some(window) = p.window.clone() {
+                let others_idle = procs.iter().enumerate().all(|(j, q)| j == k || q.idle());
+                if others_idle {
+                    let batch = draw_sends(&shared, &ctl, &apps, &mut rng, &mut next_id, &window);
+                    if !batch.is_empty() && handle.send(conn, batch).await.is_err() {
+                        return;
+                    }
                 }
                 continue;
             }
@@ -345,4 +395,38 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
             }
         }
     }
+}
+
+/// A pipelined process's turn: scripted sends first, then random traffic, as long as the
+/// window has room (what does not fit waits for the next turn, scripted sends at the front).
+fn draw_sends(
+    shared: &Shared,
+    ctl: &NodeCtl,
+    apps: &Apps,
+    rng: &mut Rng,
+    next_id: &mut impl FnMut() -> MsgId,
+    window: &RefCell<SendWindow>,
+) -> Vec<(Guarantee, Bytes)> {
+    let mut random = if shared.traffic.get() { rng.range(1, apps.burst_max.max(1)) } else { 0 };
+    let mut batch = Vec::new();
+    loop {
+        let scripted = ctl.backlog.borrow_mut().pop_front();
+        let size = match scripted {
+            Some(s) => s,
+            None if random > 0 => {
+                random -= 1;
+                apps.draw_size(rng)
+            }
+            None => break,
+        };
+        if !window.borrow_mut().take(payload::built_len(size)) {
+            if scripted.is_some() {
+                ctl.backlog.borrow_mut().push_front(size);
+            }
+            break;
+        }
+        let guarantee = if rng.chance(apps.safe_fraction) { Guarantee::Safe } else { Guarantee::Agreed };
+        batch.push((guarantee, Bytes::from(payload::build(next_id(), size))));
+    }
+    batch
 }
