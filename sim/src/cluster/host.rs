@@ -364,18 +364,8 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
                 }
                 continue;
             }
-            // Scripted sends first, then random traffic.
-            let mut random = if shared.traffic.get() { rng.range(1, apps.burst_max.max(1)) } else { 0 };
-            loop {
-                let scripted = ctl.backlog.borrow_mut().pop_front();
-                let size = match scripted {
-                    Some(s) => s,
-                    None if random > 0 => {
-                        random -= 1;
-                        apps.draw_size(&mut rng)
-                    }
-                    None => break,
-                };
+            let mut turn = Turn::new(&shared, &apps, &mut rng);
+            while let Some((size, scripted)) = turn.next(&ctl, &apps, &mut rng) {
                 let guarantee =
                     if rng.chance(apps.safe_fraction) { Guarantee::Safe } else { Guarantee::Agreed };
                 let bytes = Bytes::from(payload::build(next_id(), size));
@@ -386,9 +376,7 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
                     // fresh id. Nothing else is expected of a joined connection; the spec
                     // judges the recorded result either way.
                     Ok(Err(_)) => {
-                        if scripted.is_some() {
-                            ctl.backlog.borrow_mut().push_front(size);
-                        }
+                        turn.put_back(&ctl, size, scripted);
                         break;
                     }
                 }
@@ -397,8 +385,37 @@ async fn app(shared: Rc<Shared>, index: usize, inc: u32, handle: Handle, mut rng
     }
 }
 
-/// A pipelined process's turn: scripted sends first, then random traffic, as long as the
-/// window has room (what does not fit waits for the next turn, scripted sends at the front).
+/// The sizes one process sends in one turn: the scripted ones first, then random traffic.
+struct Turn {
+    random: u64,
+}
+
+impl Turn {
+    fn new(shared: &Shared, apps: &Apps, rng: &mut Rng) -> Turn {
+        Turn { random: if shared.traffic.get() { rng.range(1, apps.burst_max.max(1)) } else { 0 } }
+    }
+
+    /// The next message's size, and whether it was scripted.
+    fn next(&mut self, ctl: &NodeCtl, apps: &Apps, rng: &mut Rng) -> Option<(usize, bool)> {
+        if let Some(size) = ctl.backlog.borrow_mut().pop_front() {
+            return Some((size, true));
+        }
+        if self.random == 0 {
+            return None;
+        }
+        self.random -= 1;
+        Some((apps.draw_size(rng), false))
+    }
+
+    /// A message not sent: a scripted one waits at the front for the next turn.
+    fn put_back(&self, ctl: &NodeCtl, size: usize, scripted: bool) {
+        if scripted {
+            ctl.backlog.borrow_mut().push_front(size);
+        }
+    }
+}
+
+/// A pipelined process's turn: as many of its messages as the window has room for.
 fn draw_sends(
     shared: &Shared,
     ctl: &NodeCtl,
@@ -407,22 +424,11 @@ fn draw_sends(
     next_id: &mut impl FnMut() -> MsgId,
     window: &RefCell<SendWindow>,
 ) -> Vec<(Guarantee, Bytes)> {
-    let mut random = if shared.traffic.get() { rng.range(1, apps.burst_max.max(1)) } else { 0 };
+    let mut turn = Turn::new(shared, apps, rng);
     let mut batch = Vec::new();
-    loop {
-        let scripted = ctl.backlog.borrow_mut().pop_front();
-        let size = match scripted {
-            Some(s) => s,
-            None if random > 0 => {
-                random -= 1;
-                apps.draw_size(rng)
-            }
-            None => break,
-        };
+    while let Some((size, scripted)) = turn.next(ctl, apps, rng) {
         if !window.borrow_mut().take(payload::built_len(size)) {
-            if scripted.is_some() {
-                ctl.backlog.borrow_mut().push_front(size);
-            }
+            turn.put_back(ctl, size, scripted);
             break;
         }
         let guarantee = if rng.chance(apps.safe_fraction) { Guarantee::Safe } else { Guarantee::Agreed };
