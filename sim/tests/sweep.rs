@@ -5,18 +5,32 @@
 use sim::{Limits, Options};
 
 fn sweep(limits: &Limits, seeds: std::ops::Range<u64>) {
-    let mut failures = Vec::new();
-    let mut delivered = 0;
-    for seed in seeds.clone() {
-        let report = sim::run(Options::draw(seed, limits)).expect("run");
-        delivered += report.stats.messages_delivered;
-        if report.quiesced_at.is_none() || !report.passed() {
-            failures.push(format!(
-                "seed {seed}: {:?}",
-                report.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>()
-            ));
-        }
-    }
+    // The seeds are independent: share them out over the cores, each thread taking every
+    // `threads`-th seed (the result does not depend on how they are shared).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8) as u64;
+    let per_thread: Vec<(Vec<String>, u64)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let seeds = seeds.clone();
+                scope.spawn(move || {
+                    let (mut failures, mut delivered) = (Vec::new(), 0);
+                    for seed in seeds.filter(|s| s % threads == t) {
+                        let report = sim::run(Options::draw(seed, limits)).expect("run");
+                        delivered += report.stats.messages_delivered;
+                        if report.quiesced_at.is_none() || !report.passed() {
+                            let violations: Vec<String> =
+                                report.violations.iter().map(|v| v.to_string()).collect();
+                            failures.push(format!("seed {seed}: {violations:?}"));
+                        }
+                    }
+                    (failures, delivered)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("a sweep thread panicked")).collect()
+    });
+    let failures: Vec<String> = per_thread.iter().flat_map(|(f, _)| f.clone()).collect();
+    let delivered: u64 = per_thread.iter().map(|(_, d)| *d).sum();
     assert!(
         failures.is_empty(),
         "{} of {} seeds failed:\n{}",
