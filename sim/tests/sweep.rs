@@ -41,9 +41,11 @@ fn sweep(limits: &Limits, seeds: std::ops::Range<u64>) {
     assert!(delivered > 0);
 }
 
+// 500 seeds keep CI well inside its 30 minutes; `sim run --seeds 100000` (README) is the
+// long sweep.
 #[test]
 fn swarm_sweep_default_limits() {
-    sweep(&Limits { safety_secs: 3, ..Limits::formed_no_faults() }, 1..1001);
+    sweep(&Limits { safety_secs: 3, ..Limits::formed_no_faults() }, 1..501);
 }
 
 #[test]
