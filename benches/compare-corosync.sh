@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Totem next to the real Corosync, same machine, same namespaces, same workload program.
 #
-#   sudo bash benches/compare-corosync.sh            # full run (RUNS=3, about 35-40 min)
+#   sudo bash benches/compare-corosync.sh            # full run (RUNS=3, about 30 min on 2 cores)
 #   sudo QUICK=1 bash benches/compare-corosync.sh    # a few minutes: RUNS=1, 3 sizes
 #   bash benches/compare-corosync.sh report          # re-print the table from $WORK/raw.jsonl
 #   bash benches/compare-corosync.sh teardown        # remove a leftover setup
