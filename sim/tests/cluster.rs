@@ -131,15 +131,11 @@ fn swarm_on_two_threads(seeds: &[u64], limits: &ClusterLimits) -> Vec<ClusterRep
 }
 
 /// Seeds of the CI sweep that fail today, with the property, and why. Each must still
-/// fail that way (so that a fix shows up here and the entry is removed).
-///
-/// CPG-12: a node n that leaves p's membership (p's transitional configuration lacks it)
-/// while n delivers its own last messages elsewhere, and returns in the very next change
-/// before p's CPG round completed: the next round's downlist counts from the last
-/// completed round and the latest transitional configuration only, so n is not reported
-/// NODEDOWN and p misses messages without a view change. Reporting it NODEDOWN would break
-/// CPG-8 as the spec states it today (NodeDown only for nodes outside the latest
-/// transitional configuration): the core and the spec must agree on a fix.
+/// fail that way (so that a fix shows up here and the entry is removed). None today: the
+/// CPG-12 seeds (a node out of one transitional configuration and back in the next change,
+/// before the round completed) pass since the downlist counts every transitional
+/// configuration since the last completed round, and the ring-id reuse after a restart
+/// without the disk is fixed in the core (`ring_id_reuse_seeds_pass`).
 const KNOWN_FAILURES: &[(u64, &str)] = &[];
 
 // Goal: the bounded sweep CI runs on every submission (about a minute in release on two
