@@ -2,17 +2,16 @@
 //! that sends garbage or stops reading is disconnected and hurts nobody else.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
+use totem_core::Guarantee;
 use totem_core::cpg::{CpgError, EventKind, Reason};
-use totem_core::{Config, Guarantee, NodeId};
 use totem_node::client::{Client, ClientError};
 use totem_node::ipc::{Access, ClientMsg, Request, Server, write_frame};
-use totem_node::protect::PacketCrypto;
-use totem_node::runtime::{Handle, Runtime, RuntimeConfig};
-use totem_node::store::MemStore;
+use totem_node::runtime::Handle;
 
 async fn one_node(dir: &std::path::Path, client_queue: usize) -> (Handle, std::path::PathBuf) {
     one_node_with(dir, client_queue, None).await
@@ -23,17 +22,7 @@ async fn one_node_with(
     client_queue: usize,
     reload: Option<tokio::sync::mpsc::Sender<()>>,
 ) -> (Handle, std::path::PathBuf) {
-    let socket = totem_node::transport::bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
-    let addr = socket.local_addr().unwrap();
-    let cfg = RuntimeConfig {
-        node_id: NodeId(1),
-        core: Config::default(),
-        nodelist: BTreeMap::from([(NodeId(1), addr)]),
-        window: totem_node::window::WindowSize::DEFAULT,
-    };
-    let (rt, handle) =
-        Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(NodeId(1))).unwrap();
-    tokio::spawn(async move { rt.run().await.unwrap() });
+    let handle = common::one_node_runtime().await;
     let path = dir.join("totem.sock");
     let mut server = Server::bind(&path).unwrap();
     if let Some(tx) = reload {
@@ -41,13 +30,6 @@ async fn one_node_with(
     }
     let h = handle.clone();
     tokio::spawn(server.serve(h, Access::default(), totem_node::events::QueueLimit::events(client_queue)));
-    for _ in 0..400 {
-        let s = handle.status().await.unwrap();
-        if s.state == "operational" && !s.syncing {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     (handle, path)
 }
 

@@ -6,39 +6,15 @@
 //! for every message taken.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use bytes::Bytes;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::timeout;
 use totem_core::cpg::{ConnFlags, EventKind, Process, Reason};
-use totem_core::{Config, Guarantee, NodeId};
+use totem_core::{Guarantee, NodeId};
 use totem_node::events::{EventReceiver, QueueLimit};
-use totem_node::protect::PacketCrypto;
-use totem_node::runtime::{ClientEvent, Handle, Runtime, RuntimeConfig};
-use totem_node::store::MemStore;
-use totem_node::window::WindowSize;
-
-async fn one_node() -> Handle {
-    let socket = totem_node::transport::bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
-    let addr = socket.local_addr().unwrap();
-    let cfg = RuntimeConfig {
-        node_id: NodeId(1),
-        core: Config::default(),
-        nodelist: BTreeMap::from([(NodeId(1), addr)]),
-        window: WindowSize::DEFAULT,
-    };
-    let (rt, handle) =
-        Runtime::new(cfg, socket, MemStore::default(), PacketCrypto::cleartext(NodeId(1))).unwrap();
-    tokio::spawn(async move { rt.run().await.unwrap() });
-    for _ in 0..400 {
-        let s = handle.status().await.unwrap();
-        if s.state == "operational" && !s.syncing {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    handle
-}
+use totem_node::runtime::ClientEvent;
 
 async fn next(rx: &mut EventReceiver) -> ClientEvent {
     timeout(Duration::from_secs(20), rx.recv()).await.expect("an event within 20 s").expect("connection open")
@@ -94,7 +70,7 @@ async fn credit(rx: &mut EventReceiver, want: u32) -> (u32, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_keep_their_order_against_leave_and_disconnect() {
-    let handle = one_node().await;
+    let handle = common::one_node_runtime().await;
     let window = handle.window();
     let (obs, mut obs_rx) = handle.connect(ConnFlags::default(), QueueLimit::DEFAULT).await.unwrap();
     handle.join(obs, b"g", 1).await.unwrap().unwrap();
@@ -126,7 +102,7 @@ async fn sends_keep_their_order_against_leave_and_disconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sending_past_the_window_disconnects_after_what_fit() {
-    let handle = one_node().await;
+    let handle = common::one_node_runtime().await;
     let window = handle.window();
     let (obs, mut obs_rx) = handle.connect(ConnFlags::default(), QueueLimit::DEFAULT).await.unwrap();
     handle.join(obs, b"g", 1).await.unwrap().unwrap();
