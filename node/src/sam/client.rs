@@ -157,7 +157,14 @@ impl Channel {
     /// One request, one reply, under one lock so that replies cannot be mixed up.
     fn call(&self, msg: &ChildMsg) -> Result<SupervisorMsg, SamError> {
         let mut stream = self.lock();
-        proto::write_blocking(&mut *stream, msg)?;
+        if let Err(e) = proto::write_blocking(&mut *stream, msg) {
+            // A supervisor that answered and closed (a refusal) may still have left its
+            // answer to read; that says more than the broken pipe.
+            return match proto::read_blocking(&mut *stream) {
+                Ok(Some(frame)) => Ok(proto::decode(&frame)?),
+                _ => Err(e.into()),
+            };
+        }
         let frame = proto::read_blocking(&mut *stream)?.ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "the supervisor closed the channel")
         })?;
@@ -531,6 +538,20 @@ mod tests {
         });
         let sam = Sam::from_stream(ours)?;
         Ok((sam, rx))
+    }
+
+    /// Goal: a refusal that arrives (and the channel closes) before the hello is written
+    /// reads as the refusal, not as a broken pipe.
+    #[test]
+    fn sam_refusal_before_hello_is_a_refusal() -> Result<(), SamError> {
+        let (ours, mut theirs) = UnixStream::pair()?;
+        proto::write_blocking(&mut theirs, &SupervisorMsg::Error(ProtoError::Refused("second".into())))?;
+        drop(theirs);
+        match Sam::from_stream(ours) {
+            Err(SamError::Refused(ProtoError::Refused(why))) => assert_eq!(why, "second"),
+            other => panic!("not a refusal: {other:?}"),
+        }
+        Ok(())
     }
 
     fn bad(r: Result<impl fmt::Debug, SamError>) -> bool {

@@ -857,8 +857,11 @@ impl Supervisor {
     }
 }
 
-/// Refuse a second channel: one error frame, then close.
+/// Refuse a second channel: wait for the request (the client writes before it reads, and a
+/// close before its write would turn the refusal into a broken pipe), answer it with one
+/// error frame, then close.
 async fn refuse(mut stream: UnixStream, why: &'static str) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), proto::read_async(&mut stream)).await;
     if let Ok(frame) = proto::encode(&SupervisorMsg::Error(ProtoError::Refused(why.into()))) {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&frame)).await;
     }
