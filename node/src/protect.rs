@@ -13,7 +13,12 @@ use totem_core::NodeId;
 pub trait Protection: Send {
     /// The datagram carrying `plaintext` from this node (None: cannot seal, e.g. the packet
     /// counter is exhausted; the packet is dropped and logged).
-    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>>;
+    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        self.seal_with(plaintext.len(), &mut |buf| buf.extend_from_slice(plaintext))
+    }
+    /// The datagram carrying the plaintext that `write` appends to the buffer it is given
+    /// (about `capacity` bytes): the runtime encodes a frame straight into its datagram.
+    fn seal_with(&mut self, capacity: usize, write: &mut dyn FnMut(&mut Vec<u8>)) -> Option<Vec<u8>>;
     /// The sender and plaintext of a datagram, if it is authentic and not a replay.
     fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError>;
 }
@@ -39,8 +44,8 @@ impl PacketCrypto {
 }
 
 impl Protection for PacketCrypto {
-    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
-        match self.sealer.seal(plaintext) {
+    fn seal_with(&mut self, capacity: usize, write: &mut dyn FnMut(&mut Vec<u8>)) -> Option<Vec<u8>> {
+        match self.sealer.seal_with(capacity, write) {
             Ok(d) => Some(d),
             Err(e) => {
                 tracing::error!("cannot seal a packet: {e}");
@@ -50,7 +55,10 @@ impl Protection for PacketCrypto {
     }
 
     fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError> {
-        let opened = self.opener.open(datagram)?;
-        Ok((opened.sender, Bytes::from(opened.payload)))
+        // One copy out of the receive buffer (which the next burst reuses), decrypted in
+        // place; the payload is a slice of it, not shifted to the front.
+        let mut packet = datagram.to_vec();
+        let opened = self.opener.open_in_place(&mut packet)?;
+        Ok((opened.sender, Bytes::from(packet).slice(opened.payload)))
     }
 }

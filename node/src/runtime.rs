@@ -837,9 +837,10 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             self.looped.push_back(msg.clone());
             return;
         }
-        let mut plain = Vec::with_capacity(totem_core::wire::encoded_len(msg));
-        totem_core::wire::encode(me, msg, &mut plain);
-        let Some(datagram) = self.protection.seal(&plain) else {
+        let len = totem_core::wire::encoded_len(msg);
+        let Some(datagram) =
+            self.protection.seal_with(len, &mut |buf| totem_core::wire::encode(me, msg, buf))
+        else {
             self.stats.send_errors += 1;
             return;
         };
