@@ -50,6 +50,8 @@ NET=${NET:-10.214.0}
 # extra lines for the totem section of Totem's configuration (one per line), for
 # experiments: TOTEM_EXTRA=$'window_size: 100\nmax_messages: 34'. Empty in a comparison.
 TOTEM_EXTRA=${TOTEM_EXTRA:-}
+# a command totemd runs under, for experiments (TOTEMD_WRAP='chrt -r 50'). Empty in a comparison.
+TOTEMD_WRAP=${TOTEMD_WRAP:-}
 
 RAW=$WORK/raw.jsonl
 LOG=$WORK/log
@@ -198,7 +200,8 @@ mkconf() {
 daemon_argv() {
 	local be=$1 i=$2 d=$WORK/$1/n$2
 	if [ "$be" = totem ]; then
-		DAEMON_ARGV=(ip netns exec ${NS}_n$i "$BIN/totemd" -c "$d/totem.conf")
+		# shellcheck disable=SC2206 # TOTEMD_WRAP is words on purpose
+		DAEMON_ARGV=(ip netns exec ${NS}_n$i $TOTEMD_WRAP "$BIN/totemd" -c "$d/totem.conf")
 	else
 		DAEMON_ARGV=(ip netns exec ${NS}_n$i unshare -m --propagation private
 			sh -c "mount --bind $d/run /run && exec corosync -f -c $d/corosync.conf")

@@ -1,10 +1,11 @@
 //! The runtime: one event loop that drives a [`CpgNode`] over a transport.
 //!
 //! Receive, open (authenticate), decode, feed the core; then carry out its outputs in
-//! order: seal and send, persist the ring sequence (awaited before the next input), hand
-//! CPG events to local clients. Timers are the core's own: the loop sleeps until
-//! [`CpgNode::poll_timeout`]. Local clients (the IPC server, an embedding program, the
-//! simulator's applications) talk to the loop through a [`Handle`].
+//! order: seal and send (a token ahead of the step's multicasts), persist the ring
+//! sequence (awaited before the next input), hand CPG events to local clients. Timers
+//! are the core's own: the loop sleeps until [`CpgNode::poll_timeout`]. Local clients (the
+//! IPC server, an embedding program, the simulator's applications) talk to the loop
+//! through a [`Handle`].
 //!
 //! Each connection's requests are carried out in the order they arrive. Multicasts sent
 //! with [`Handle::send`] need no reply: they wait in the connection's *outbox* until the
@@ -299,7 +300,18 @@ pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     /// Messages this node sent to itself (a one-node ring), handled before the next input.
     looped: VecDeque<Message>,
     /// Sealed datagrams and their destinations, sent together at the end of a step.
+    ///
+    /// The token goes out ahead of the multicasts the same step queued before it. On veth
+    /// and loopback a `sendmmsg` carries every datagram through the receivers' stacks
+    /// before it returns, so a token queued behind a visit's worth of 64 KiB frames waited
+    /// for all of them and the ring worked one node at a time; ahead of them, the next node
+    /// starts its visit while they arrive (3 senders of 16 KiB: +26 % messages/s, 1 KiB:
+    /// saturation p50 124 -> 17 ms). Order does not matter for safety (UDP may reorder
+    /// anyway), and a hole is requested only after `miss_count_const` visits, so the
+    /// frames that trail the token by microseconds cost no retransmission.
     outgoing: Vec<(Bytes, SocketAddr)>,
+    /// How many tokens sit at the front of `outgoing` (they keep their own order).
+    tokens_ahead: usize,
     /// Rate limit for the wrong-key log line: the last time it was printed per source.
     auth_warned: BTreeMap<SocketAddr, Instant>,
     observer: Option<Observer>,
@@ -373,6 +385,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 stats: RuntimeStats::default(),
                 looped: VecDeque::new(),
                 outgoing: Vec::new(),
+                tokens_ahead: 0,
                 auth_warned: BTreeMap::new(),
                 observer: None,
             },
@@ -848,7 +861,12 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         match dest {
             Dest::Node(to) => {
                 if let Some(&addr) = self.cfg.nodelist.get(&to) {
-                    self.outgoing.push((datagram, addr));
+                    if matches!(msg, Message::Token(_)) {
+                        self.outgoing.insert(self.tokens_ahead, (datagram, addr));
+                        self.tokens_ahead += 1;
+                    } else {
+                        self.outgoing.push((datagram, addr));
+                    }
                 }
             }
             Dest::All => {
@@ -865,6 +883,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             return;
         }
         let outgoing = std::mem::take(&mut self.outgoing);
+        self.tokens_ahead = 0;
         let batch: Vec<(&[u8], SocketAddr)> = outgoing.iter().map(|(d, a)| (d.as_ref(), *a)).collect();
         let results = self.transport.send_batch(&batch).await;
         for ((datagram, to), result) in batch.iter().zip(results) {
