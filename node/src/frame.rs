@@ -18,17 +18,50 @@ pub fn encode<T: Serialize>(msg: &T, max: usize) -> io::Result<Vec<u8>> {
     Ok(frame)
 }
 
-/// Append one frame to `out` (several frames can then go out in one write).
+/// Append one frame to `out` (several frames can then go out in one write). The body is
+/// serialized straight into `out` (a delivery's payload is copied once, not twice); on any
+/// error `out` is left as it was.
 pub fn encode_into<T: Serialize>(msg: &T, max: usize, out: &mut Vec<u8>) -> io::Result<()> {
-    let body = postcard::to_stdvec(msg).map_err(|e| invalid(e.to_string()))?;
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|&l| l as usize <= max)
-        .ok_or_else(|| invalid(format!("frame of {} bytes over the limit of {max}", body.len())))?;
-    out.reserve(4 + body.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(())
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let body_len = postcard::serialize_with_flavor(msg, Append(out)).map(|()| out.len() - start - 4);
+    let len = body_len.map_err(|e| invalid(e.to_string())).and_then(|n| {
+        u32::try_from(n)
+            .ok()
+            .filter(|&l| l as usize <= max)
+            .ok_or_else(|| invalid(format!("frame of {n} bytes over the limit of {max}")))
+    });
+    match len {
+        Ok(len) => {
+            out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// A postcard output that appends to a borrowed buffer.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decode a frame body.
@@ -79,4 +112,30 @@ pub async fn read_async<R: tokio::io::AsyncReadExt + Unpin>(
     let mut body = vec![0u8; body_len(prefix, max)?];
     r.read_exact(&mut body).await?;
     Ok(Some(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: frames append after what `out` holds and read back in order; a body over the
+    /// limit is refused and leaves `out` exactly as it was.
+    #[test]
+    fn frames_append_and_a_refused_one_leaves_the_buffer_alone() -> io::Result<()> {
+        let mut out = b"earlier".to_vec();
+        let payloads: [Vec<u8>; 3] = [vec![], vec![7; 100], (0..=255).collect()];
+        for p in &payloads {
+            encode_into(p, 1024, &mut out)?;
+        }
+        let before = out.clone();
+        assert!(encode_into(&vec![1u8; 2000], 1024, &mut out).is_err());
+        assert_eq!(out, before);
+        let mut rd = &out[b"earlier".len()..];
+        for p in &payloads {
+            let body = read_blocking(&mut rd, 1024)?.ok_or_else(|| io::Error::other("early end"))?;
+            assert_eq!(&decode::<Vec<u8>>(&body)?, p);
+        }
+        assert!(read_blocking(&mut rd, 1024)?.is_none());
+        Ok(())
+    }
 }
