@@ -1,4 +1,4 @@
-//! The runtime sends the token ahead of the multicasts of the same step (see the
+//! The runtime sends the token ahead of a big visit's multicasts and behind a small one's (see the
 //! `outgoing` field of `Runtime`): a two-node ring on loopback, with a transport that
 //! records the message kinds of every batch it is handed.
 #![allow(clippy::unwrap_used)]
@@ -9,12 +9,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use totem_core::cpg::ConnFlags;
+use totem_core::cpg::{ConnFlags, EventKind};
 use totem_core::{Config, Guarantee, NodeId};
 use totem_node::crypto::HEADER_LEN;
 use totem_node::events::QueueLimit;
 use totem_node::protect::PacketCrypto;
-use totem_node::runtime::{Handle, Runtime, RuntimeConfig};
+use totem_node::runtime::{ClientEvent, Handle, Runtime, RuntimeConfig};
 use totem_node::store::MemStore;
 use totem_node::transport::{RecvBurst, Transport};
 use totem_node::window::WindowSize;
@@ -78,7 +78,9 @@ async fn the_token_leaves_ahead_of_its_visits_multicasts() {
         let me = NodeId(i as u32 + 1);
         let cfg = RuntimeConfig {
             node_id: me,
-            core: Config::default(),
+            // Frames as with knet (the daemon's default transport), so that a visit of a
+            // few 4 KiB messages is past the runtime's threshold.
+            core: Config { netmtu: 65_536, ..Config::default() },
             nodelist: nodelist.clone(),
             window: WindowSize::DEFAULT,
         };
@@ -94,23 +96,51 @@ async fn the_token_leaves_ahead_of_its_visits_multicasts() {
         operational(h, 2).await;
     }
     let h = &handles[0];
-    let (conn, _rx) = h.connect(ConnFlags::default(), QueueLimit::DEFAULT).await.unwrap();
+    let (conn, mut rx) = h.connect(ConnFlags::default(), QueueLimit::DEFAULT).await.unwrap();
     h.join(conn, b"g", 1).await.unwrap().unwrap();
-    for k in 0..300u32 {
-        let payload = Bytes::from(vec![k as u8; 4096]);
+    // One at a time: every visit is small, the token stays behind its multicast.
+    for k in 0..50u32 {
+        let payload = Bytes::from(vec![k as u8; 1024]);
         h.mcast(conn, Guarantee::Agreed, payload).await.unwrap().unwrap();
     }
-
-    let mut mixed = 0;
-    for log in &logs {
-        for batch in log.lock().unwrap().iter() {
-            let last_token = batch.iter().rposition(|&k| k == TOKEN);
-            let first_mcast = batch.iter().position(|&k| k == MCAST);
-            if let (Some(t), Some(m)) = (last_token, first_mcast) {
-                assert!(t < m, "a token behind a multicast in one batch: {batch:?}");
-                mixed += 1;
-            }
+    let small = kinds(&logs, &[0, 0]);
+    let marks: Vec<usize> = logs.iter().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).len()).collect();
+    // Pipelined within the send window: big visits, the token goes first.
+    let msgs: Vec<_> = (0..200u32).map(|k| (Guarantee::Agreed, Bytes::from(vec![k as u8; 4096]))).collect();
+    h.send(conn, msgs).await.unwrap();
+    let mut delivered = 0;
+    while delivered < 200 {
+        let event = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
+        if let ClientEvent::Cpg(EventKind::Deliver { payload, .. }) = event
+            && payload.len() == 4096
+        {
+            delivered += 1;
         }
     }
-    assert!(mixed > 0, "no batch held both a token and multicasts");
+    let big = kinds(&logs, &marks);
+
+    let token_then_mcast = |b: &Vec<u8>| {
+        let first_token = b.iter().position(|&k| k == TOKEN);
+        let last_mcast = b.iter().rposition(|&k| k == MCAST);
+        matches!((first_token, last_mcast), (Some(t), Some(m)) if t < m)
+    };
+    let mcast_then_token = |b: &Vec<u8>| {
+        let first_mcast = b.iter().position(|&k| k == MCAST);
+        let last_token = b.iter().rposition(|&k| k == TOKEN);
+        matches!((first_mcast, last_token), (Some(m), Some(t)) if m < t)
+    };
+    assert!(small.iter().any(mcast_then_token), "no small visit kept its token behind");
+    assert!(!small.iter().any(token_then_mcast), "a small visit sent its token first: {small:?}");
+    assert!(big.iter().any(token_then_mcast), "no big visit sent its token first: {big:?}");
+    for b in big.iter().filter(|b| b.iter().filter(|&&k| k == MCAST).count() >= 8) {
+        assert!(!mcast_then_token(b), "a token behind a big visit's multicasts: {b:?}");
+    }
+}
+
+/// Every batch recorded after the first `from[i]` batches of node i.
+fn kinds(logs: &[Arc<Mutex<Vec<Vec<u8>>>>], from: &[usize]) -> Vec<Vec<u8>> {
+    logs.iter()
+        .zip(from)
+        .flat_map(|(l, &from)| l.lock().unwrap_or_else(|e| e.into_inner())[from..].to_vec())
+        .collect()
 }
