@@ -13,6 +13,7 @@
 //! - [`conf`]: corosync.conf syntax, mapped onto the core's [`totem_core::Config`] and the
 //!   node-level settings (node list, crypto, paths, logging), with warnings for everything
 //!   Totem accepts but does not act on.
+//! - [`fragment`]: frames cut into datagrams of one Ethernet MTU (sent with UDP GSO).
 //! - [`crypto`]: packet protection with the cluster key (AES-SIV, per-sender keys, replay
 //!   window, downgrade protection).
 //! - [`journal`]: `totemd --trace-file`, a line-per-record journal of everything a node
@@ -28,6 +29,7 @@ pub mod corosync;
 pub mod crypto;
 pub mod daemon;
 pub mod events;
+pub mod fragment;
 pub mod frame;
 pub mod fsutil;
 pub mod ipc;

@@ -21,6 +21,11 @@ pub trait Protection: Send {
     fn seal_with(&mut self, capacity: usize, write: &mut dyn FnMut(&mut Vec<u8>)) -> Option<Vec<u8>>;
     /// The sender and plaintext of a datagram, if it is authentic and not a replay.
     fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError>;
+    /// [`Protection::open`] of a datagram the caller owns (a reassembled frame), which
+    /// can then be opened in place.
+    fn open_owned(&mut self, datagram: Vec<u8>) -> Result<(NodeId, Bytes), OpenError> {
+        self.open(&datagram)
+    }
 }
 
 /// [`crate::crypto`] behind the [`Protection`] trait: one sealer (this node's counter) and
@@ -57,7 +62,10 @@ impl Protection for PacketCrypto {
     fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError> {
         // One copy out of the receive buffer (which the next burst reuses), decrypted in
         // place; the payload is a slice of it, not shifted to the front.
-        let mut packet = datagram.to_vec();
+        self.open_owned(datagram.to_vec())
+    }
+
+    fn open_owned(&mut self, mut packet: Vec<u8>) -> Result<(NodeId, Bytes), OpenError> {
         let opened = self.opener.open_in_place(&mut packet)?;
         Ok((opened.sender, Bytes::from(packet).slice(opened.payload)))
     }

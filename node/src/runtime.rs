@@ -18,6 +18,7 @@
 
 use crate::crypto::OpenError;
 use crate::events::{EventReceiver, EventSender, QueueLimit};
+use crate::fragment::{Reassembler, ReassemblyStats};
 use crate::protect::Protection;
 use crate::store::RingSeqStore;
 use crate::transport::{RecvBurst, Transport};
@@ -72,6 +73,9 @@ pub struct RuntimeStats {
     pub clients_stalled: u64,
     /// Clients disconnected because they sent past their send window.
     pub clients_overrun: u64,
+    /// Frames sent as fragments of one MTU (see [`crate::fragment`]), and how they came in.
+    pub frames_fragmented: u64,
+    pub reassembly: ReassemblyStats,
 }
 
 /// A snapshot for `totemctl status`.
@@ -319,6 +323,9 @@ pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     /// Rate limit for the wrong-key log line: the last time it was printed per source.
     auth_warned: BTreeMap<SocketAddr, Instant>,
     observer: Option<Observer>,
+    /// Frames coming in as fragments, and the id of the next frame this node fragments.
+    reassembler: Reassembler,
+    next_frame_id: u32,
 }
 
 impl<T: Transport, S: RingSeqStore, P: Protection> std::fmt::Debug for Runtime<T, S, P> {
@@ -349,6 +356,7 @@ enum Queued {
 
 /// The largest datagram we accept.
 const DATAGRAM_MAX: usize = 65_536;
+use crate::fragment::SEGMENT;
 /// Datagrams one burst read takes from the socket, at most.
 const RECV_BURST: usize = 32;
 /// Burst reads after one wake-up, at most (then timers and requests get their turn).
@@ -397,6 +405,12 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 outgoing_bytes: 0,
                 auth_warned: BTreeMap::new(),
                 observer: None,
+                reassembler: Reassembler::new(DATAGRAM_MAX),
+                // Time-derived, so that a restarted node's first frames do not share ids
+                // with the fragments of its last ones that a peer may still hold.
+                next_frame_id: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32),
             },
             handle,
         ))
@@ -423,7 +437,6 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         let mut out = Vec::new();
         self.core.start(self.now(), &mut out);
         self.carry_out(out).await?;
-        let mut buf = vec![0u8; DATAGRAM_MAX];
         let mut burst = RecvBurst::new(RECV_BURST, DATAGRAM_MAX);
         loop {
             let deadline = self
@@ -439,7 +452,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                             let mut out = Vec::new();
                             self.core.shutdown(self.now(), &mut out);
                             self.carry_out(out).await?;
-                            return Ok(self.stats);
+                            return Ok(self.stats());
                         }
                         Some(req) => self.request(req).await?,
                     }
@@ -452,8 +465,16 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                         self.serve_blocked().await?;
                     }
                 }
-                got = self.transport.recv_from(&mut buf) => {
-                    self.received(got, &buf).await?;
+                got = self.transport.recv_burst(&mut burst) => {
+                    match got {
+                        Ok(()) => {
+                            for (datagram, from) in burst.datagrams() {
+                                self.datagram(datagram, from).await?;
+                            }
+                        }
+                        // ICMP errors surface here on some systems: not fatal.
+                        Err(e) => tracing::debug!("receive error: {e}"),
+                    }
                     // Work through what else is already queued before looking at timers
                     // and requests again (a window of frames arrives as a burst).
                     for _ in 0..RECV_ROUNDS {
@@ -476,21 +497,6 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         }
     }
 
-    async fn received(
-        &mut self,
-        got: std::io::Result<(usize, SocketAddr)>,
-        buf: &[u8],
-    ) -> Result<(), RuntimeError> {
-        match got {
-            Ok((len, from)) => self.datagram(buf.get(..len).unwrap_or_default(), from).await,
-            // ICMP errors surface here on some systems: not fatal.
-            Err(e) => {
-                tracing::debug!("receive error: {e}");
-                Ok(())
-            }
-        }
-    }
-
     async fn datagram(&mut self, datagram: &[u8], from: SocketAddr) -> Result<(), RuntimeError> {
         self.stats.packets_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
@@ -498,7 +504,16 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             self.stats.unknown_source += 1;
             return Ok(());
         };
-        let (sender, plain) = match self.protection.open(datagram) {
+        let opened = if crate::fragment::is_fragment(datagram) {
+            match self.reassembler.push(from, datagram) {
+                Ok(Some(frame)) => self.protection.open_owned(frame),
+                // Not complete yet, or dropped and counted.
+                Ok(None) | Err(_) => return Ok(()),
+            }
+        } else {
+            self.protection.open(datagram)
+        };
+        let (sender, plain) = match opened {
             Ok(x) => x,
             Err(OpenError::Replay { .. }) => {
                 self.stats.replays += 1;
@@ -749,6 +764,10 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         self.core.disconnect(self.now(), conn, out);
     }
 
+    fn stats(&self) -> RuntimeStats {
+        RuntimeStats { reassembly: self.reassembler.stats.clone(), ..self.stats.clone() }
+    }
+
     pub fn status(&self) -> NodeStatus {
         let s = self.core.node().status();
         let members: Vec<u32> = s.members.iter().map(|n| n.0).collect();
@@ -767,7 +786,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             quorate: members.len() * 2 > self.cfg.nodelist.len(),
             members,
             syncing: self.core.is_syncing(),
-            runtime: self.stats.clone(),
+            runtime: self.stats(),
             token_rotations_per_sec: s.stats.tokens_accepted as f64
                 / uptime.as_secs_f64().max(1e-3)
                 / (s.members.len().max(1) as f64),
@@ -866,23 +885,36 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             self.stats.send_errors += 1;
             return;
         };
-        let datagram = Bytes::from(datagram);
-        match dest {
-            Dest::Node(to) => {
-                if let Some(&addr) = self.cfg.nodelist.get(&to) {
-                    if matches!(msg, Message::Token(_)) && self.outgoing_bytes >= TOKEN_AHEAD_BYTES {
-                        self.outgoing.insert(self.tokens_ahead, (datagram, addr));
-                        self.tokens_ahead += 1;
-                    } else {
-                        self.outgoing_bytes += datagram.len();
-                        self.outgoing.push((datagram, addr));
-                    }
+        // A frame past one MTU goes as runs of fragments (see `crate::fragment`).
+        let runs: Vec<Bytes> = if datagram.len() > SEGMENT {
+            let id = self.next_frame_id;
+            self.next_frame_id = id.wrapping_add(1);
+            match crate::fragment::split(&datagram, id, SEGMENT) {
+                Some(runs) => {
+                    self.stats.frames_fragmented += 1;
+                    runs.into_iter().map(Bytes::from).collect()
+                }
+                None => {
+                    self.stats.send_errors += 1;
+                    return;
                 }
             }
-            Dest::All => {
-                for (_, &addr) in self.cfg.nodelist.iter().filter(|(n, _)| **n != me) {
-                    self.outgoing_bytes += datagram.len();
-                    self.outgoing.push((datagram.clone(), addr));
+        } else {
+            vec![Bytes::from(datagram)]
+        };
+        let token = matches!(msg, Message::Token(_));
+        let addrs: Vec<SocketAddr> = match dest {
+            Dest::Node(to) => self.cfg.nodelist.get(&to).copied().into_iter().collect(),
+            Dest::All => self.cfg.nodelist.iter().filter(|(n, _)| **n != me).map(|(_, &a)| a).collect(),
+        };
+        for addr in addrs {
+            for run in &runs {
+                if token && self.outgoing_bytes >= TOKEN_AHEAD_BYTES {
+                    self.outgoing.insert(self.tokens_ahead, (run.clone(), addr));
+                    self.tokens_ahead += 1;
+                } else {
+                    self.outgoing_bytes += run.len();
+                    self.outgoing.push((run.clone(), addr));
                 }
             }
         }
@@ -897,7 +929,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         self.tokens_ahead = 0;
         self.outgoing_bytes = 0;
         let batch: Vec<(&[u8], SocketAddr)> = outgoing.iter().map(|(d, a)| (d.as_ref(), *a)).collect();
-        let results = self.transport.send_batch(&batch).await;
+        let results = self.transport.send_batch(&batch, SEGMENT).await;
         for ((datagram, to), result) in batch.iter().zip(results) {
             match result {
                 Ok(_) => {

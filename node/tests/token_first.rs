@@ -23,6 +23,12 @@ use totem_node::window::WindowSize;
 const TOKEN: u8 = 0;
 const MCAST: u8 = 1;
 
+/// The kind of a datagram: a run of fragments carries a big frame (multicasts only here:
+/// tokens are small).
+fn kind(datagram: &[u8]) -> u8 {
+    if totem_node::fragment::is_fragment(datagram) { MCAST } else { datagram[HEADER_LEN + 3] }
+}
+
 /// A UDP socket that records the kinds of every batch it sends (cleartext packets).
 struct Recording {
     socket: tokio::net::UdpSocket,
@@ -31,7 +37,7 @@ struct Recording {
 
 impl Transport for Recording {
     fn send_to(&self, buf: &[u8], to: SocketAddr) -> impl Future<Output = io::Result<usize>> {
-        self.batches.lock().unwrap_or_else(|e| e.into_inner()).push(vec![buf[HEADER_LEN + 3]]);
+        self.batches.lock().unwrap_or_else(|e| e.into_inner()).push(vec![kind(buf)]);
         self.socket.send_to(buf, to)
     }
 
@@ -39,12 +45,16 @@ impl Transport for Recording {
         self.socket.recv_from(buf)
     }
 
-    async fn send_batch(&self, batch: &[(&[u8], SocketAddr)]) -> Vec<io::Result<usize>> {
+    async fn send_batch(&self, batch: &[(&[u8], SocketAddr)], segment: usize) -> Vec<io::Result<usize>> {
         self.batches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(batch.iter().map(|(d, _)| d[HEADER_LEN + 3]).collect());
-        Transport::send_batch(&self.socket, batch).await
+            .push(batch.iter().map(|(d, _)| kind(d)).collect());
+        Transport::send_batch(&self.socket, batch, segment).await
+    }
+
+    async fn recv_burst(&self, burst: &mut RecvBurst) -> io::Result<()> {
+        Transport::recv_burst(&self.socket, burst).await
     }
 
     fn try_recv_burst(&self, burst: &mut RecvBurst) -> Option<io::Result<()>> {

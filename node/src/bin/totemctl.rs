@@ -182,6 +182,15 @@ fn query(socket: &std::path::Path, command: &Command, json: bool) -> Result<Stri
                 [
                     format!("packets in {} out {} (bytes in {} out {})", r.packets_in, r.packets_out, r.bytes_in, r.bytes_out),
                     format!("dropped: authentication {} replay {} malformed {} unknown source {}", r.auth_failures, r.replays, r.malformed, r.unknown_source),
+                    format!(
+                        "frames sent as fragments {}; fragments in {} (frames {}, dropped {}, duplicates {}, frames unfinished {})",
+                        r.frames_fragmented,
+                        r.reassembly.fragments,
+                        r.reassembly.frames,
+                        r.reassembly.dropped,
+                        r.reassembly.duplicates,
+                        r.reassembly.evicted
+                    ),
                     format!("retransmissions {} retransmit requests {}", c.retransmissions, c.retransmit_requests),
                     format!("token rotations/s {:.1}, token losses {}", status.token_rotations_per_sec, c.token_losses),
                     format!("messages delivered {}", r.deliveries),

@@ -21,8 +21,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/totem";
 pub const DEFAULT_RUN_DIR: &str = "/run/totem";
 
 /// The default `netmtu` with knet, Corosync's default transport (and Totem's when none is
-/// named): frames of up to 64 KiB. Totem sends each frame as one UDP datagram and the IP
-/// layer fragments what exceeds the path MTU, where knet fragments frames itself.
+/// named): frames of up to 64 KiB. Like knet, Totem cuts a frame into datagrams of one
+/// Ethernet MTU itself ([`crate::fragment`]), sent together with UDP GSO.
 pub const NETMTU_KNET: usize = 65536;
 /// The default `netmtu` with `transport: udpu` or `udp` written out, as in Corosync.
 pub const NETMTU_UDP: usize = 1500;
@@ -695,7 +695,7 @@ impl<'f> Mapper<'f> {
                     "totem.transport".into(),
                     WarningKind::Adjusted,
                     "knet is read as Totem's unicast UDP over one link, sealed with AES-SIV, with knet's \
-                     frame size (netmtu 65536: the IP layer fragments what knet would); knet's links, \
+                     frame size (netmtu 65536, cut into datagrams of one Ethernet MTU as knet does); knet's links, \
                      PMTUD and compression do not apply"
                         .into(),
                 );
