@@ -38,6 +38,7 @@ pub mod keygen;
 pub mod protect;
 pub mod runtime;
 pub mod sam;
+pub mod siv_batch;
 pub mod store;
 pub mod transport;
 pub mod window;

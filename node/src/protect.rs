@@ -26,6 +26,16 @@ pub trait Protection: Send {
     fn open_owned(&mut self, datagram: Vec<u8>) -> Result<(NodeId, Bytes), OpenError> {
         self.open(&datagram)
     }
+    /// Bytes a packet needs before its payload (header and tag) for [`Protection::seal_batch`].
+    fn overhead(&self) -> usize;
+    /// Seals, in place and in order, packets that each start with [`Protection::overhead`]
+    /// bytes of room, then the payload: the same datagrams as sealing them one by one, but
+    /// faster together. False if they cannot be sealed (none is; logged).
+    fn seal_batch(&mut self, packets: &mut [Vec<u8>]) -> bool;
+    /// [`Protection::open_owned`] of every datagram, in order, with the same results.
+    fn open_batch(&mut self, datagrams: Vec<Vec<u8>>) -> Vec<Result<(NodeId, Bytes), OpenError>> {
+        datagrams.into_iter().map(|d| self.open_owned(d)).collect()
+    }
 }
 
 /// [`crate::crypto`] behind the [`Protection`] trait: one sealer (this node's counter) and
@@ -68,5 +78,28 @@ impl Protection for PacketCrypto {
     fn open_owned(&mut self, mut packet: Vec<u8>) -> Result<(NodeId, Bytes), OpenError> {
         let opened = self.opener.open_in_place(&mut packet)?;
         Ok((opened.sender, Bytes::from(packet).slice(opened.payload)))
+    }
+
+    fn overhead(&self) -> usize {
+        self.sealer.overhead()
+    }
+
+    fn seal_batch(&mut self, packets: &mut [Vec<u8>]) -> bool {
+        match self.sealer.seal_batch(packets) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("cannot seal {} packets: {e}", packets.len());
+                false
+            }
+        }
+    }
+
+    fn open_batch(&mut self, mut datagrams: Vec<Vec<u8>>) -> Vec<Result<(NodeId, Bytes), OpenError>> {
+        let opened = self.opener.open_batch(&mut datagrams);
+        datagrams
+            .into_iter()
+            .zip(opened)
+            .map(|(d, o)| o.map(|o| (o.sender, Bytes::from(d).slice(o.payload))))
+            .collect()
     }
 }

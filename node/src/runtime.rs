@@ -316,6 +316,9 @@ pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     /// matter for safety (UDP may reorder anyway), and a hole is requested only after
     /// `miss_count_const` visits, so frames that trail the token cost no retransmission.
     outgoing: Vec<(Bytes, SocketAddr)>,
+    /// Packets of this step, encoded but not yet sealed, their destinations, and whether
+    /// each is a token (sealed together by [`Runtime::flush`]).
+    unsealed: Vec<(Vec<u8>, Dest, bool)>,
     /// How many tokens sit at the front of `outgoing` (they keep their own order).
     tokens_ahead: usize,
     /// Bytes of the multicasts (and other non-token datagrams) in `outgoing`.
@@ -401,6 +404,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 stats: RuntimeStats::default(),
                 looped: VecDeque::new(),
                 outgoing: Vec::new(),
+                unsealed: Vec::new(),
                 tokens_ahead: 0,
                 outgoing_bytes: 0,
                 auth_warned: BTreeMap::new(),
@@ -467,11 +471,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 }
                 got = self.transport.recv_burst(&mut burst) => {
                     match got {
-                        Ok(()) => {
-                            for (datagram, from) in burst.datagrams() {
-                                self.datagram(datagram, from).await?;
-                            }
-                        }
+                        Ok(()) => self.burst(&burst).await?,
                         // ICMP errors surface here on some systems: not fatal.
                         Err(e) => tracing::debug!("receive error: {e}"),
                     }
@@ -484,11 +484,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                                 tracing::debug!("receive error: {e}");
                                 break;
                             }
-                            Some(Ok(())) => {
-                                for (datagram, from) in burst.datagrams() {
-                                    self.datagram(datagram, from).await?;
-                                }
-                            }
+                            Some(Ok(())) => self.burst(&burst).await?,
                         }
                     }
                     self.serve_blocked().await?;
@@ -497,22 +493,49 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         }
     }
 
-    async fn datagram(&mut self, datagram: &[u8], from: SocketAddr) -> Result<(), RuntimeError> {
+    /// Everything one receive call took: the frames it completes are opened together (see
+    /// [`crate::siv_batch`]), then handled in order.
+    async fn burst(&mut self, burst: &RecvBurst) -> Result<(), RuntimeError> {
+        let mut frames = Vec::new();
+        let mut sources = Vec::new();
+        for (datagram, from) in burst.datagrams() {
+            if let Some((frame, expected)) = self.admit(datagram, from) {
+                frames.push(frame);
+                sources.push((from, expected));
+            }
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let opened = self.protection.open_batch(frames);
+        for (opened, (from, expected)) in opened.into_iter().zip(sources) {
+            self.packet(opened, from, expected).await?;
+        }
+        Ok(())
+    }
+
+    /// A datagram from a node of the nodelist, as a whole frame (a fragment completes one
+    /// or is kept), and the node its address belongs to.
+    fn admit(&mut self, datagram: &[u8], from: SocketAddr) -> Option<(Vec<u8>, NodeId)> {
         self.stats.packets_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
         let Some(&expected) = self.by_addr.get(&from) else {
             self.stats.unknown_source += 1;
-            return Ok(());
+            return None;
         };
-        let opened = if crate::fragment::is_fragment(datagram) {
-            match self.reassembler.push(from, datagram) {
-                Ok(Some(frame)) => self.protection.open_owned(frame),
-                // Not complete yet, or dropped and counted.
-                Ok(None) | Err(_) => return Ok(()),
-            }
-        } else {
-            self.protection.open(datagram)
-        };
+        if !crate::fragment::is_fragment(datagram) {
+            return Some((datagram.to_vec(), expected));
+        }
+        // Not complete yet, or dropped and counted.
+        self.reassembler.push(from, datagram).ok().flatten().map(|frame| (frame, expected))
+    }
+
+    async fn packet(
+        &mut self,
+        opened: Result<(NodeId, Bytes), OpenError>,
+        from: SocketAddr,
+        expected: NodeId,
+    ) -> Result<(), RuntimeError> {
         let (sender, plain) = match opened {
             Ok(x) => x,
             Err(OpenError::Replay { .. }) => {
@@ -878,13 +901,31 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             self.looped.push_back(msg.clone());
             return;
         }
-        let len = totem_core::wire::encoded_len(msg);
-        let Some(datagram) =
-            self.protection.seal_with(len, &mut |buf| totem_core::wire::encode(me, msg, buf))
-        else {
-            self.stats.send_errors += 1;
+        // Encoded now, sealed with the rest of the step's packets in `flush`.
+        let room = self.protection.overhead();
+        let mut packet = Vec::with_capacity(room + totem_core::wire::encoded_len(msg));
+        packet.resize(room, 0);
+        totem_core::wire::encode(me, msg, &mut packet);
+        self.unsealed.push((packet, dest, matches!(msg, Message::Token(_))));
+    }
+
+    /// Seal the step's packets together and queue them for their destinations.
+    fn seal_step(&mut self) {
+        let unsealed = std::mem::take(&mut self.unsealed);
+        let (mut packets, rest): (Vec<Vec<u8>>, Vec<(Dest, bool)>) =
+            unsealed.into_iter().map(|(p, dest, token)| (p, (dest, token))).unzip();
+        if !self.protection.seal_batch(&mut packets) {
+            self.stats.send_errors += packets.len() as u64;
             return;
-        };
+        }
+        for (datagram, (dest, token)) in packets.into_iter().zip(rest) {
+            self.queue(datagram, dest, token);
+        }
+    }
+
+    /// Queue a sealed datagram for `dest` (see [`Runtime::outgoing`] for the token's place).
+    fn queue(&mut self, datagram: Vec<u8>, dest: Dest, token: bool) {
+        let me = self.cfg.node_id;
         // A frame past one MTU goes as runs of fragments (see `crate::fragment`).
         let runs: Vec<Bytes> = if datagram.len() > SEGMENT {
             let id = self.next_frame_id;
@@ -902,7 +943,6 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         } else {
             vec![Bytes::from(datagram)]
         };
-        let token = matches!(msg, Message::Token(_));
         let addrs: Vec<SocketAddr> = match dest {
             Dest::Node(to) => self.cfg.nodelist.get(&to).copied().into_iter().collect(),
             Dest::All => self.cfg.nodelist.iter().filter(|(n, _)| **n != me).map(|(_, &a)| a).collect(),
@@ -922,6 +962,9 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
 
     /// Send what a step queued, in order, in one call (one `sendmmsg` on the UDP socket).
     async fn flush(&mut self) {
+        if !self.unsealed.is_empty() {
+            self.seal_step();
+        }
         if self.outgoing.is_empty() {
             return;
         }
