@@ -61,14 +61,37 @@ fn bench(c: &mut Criterion) {
     }
 
     // A token visit's worth of frames: sealed one by one, and as one batch (AES-SIV's MAC
-    // chains side by side, `totem_node::siv_batch`); the same bytes either way.
+    // chains side by side, `totem_node::siv_batch`); the same bytes either way. Also a small
+    // visit: one multicast and the token.
+    for (count, size) in [(16usize, 16 * 1024usize), (2, 100)] {
+        batches(c, count, size);
+    }
+
+    // A new sender incarnation: key derivation plus one open.
+    for cipher in [Cipher::Aes256Siv, Cipher::Aes256GcmSiv] {
+        let p = protection(cipher);
+        c.bench_function(&format!("crypto/{cipher}/first packet of a new sender"), |b| {
+            let mut boot = 0u64;
+            b.iter_batched(
+                || {
+                    boot += 1;
+                    Sealer::new(&p, NodeId(4), BootId(boot)).seal(&[0u8; 64]).expect("counter not exhausted")
+                },
+                |packet| Opener::new(p.clone()).open(black_box(&packet)).expect("authentic"),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+}
+
+fn batches(c: &mut Criterion, count: usize, size: usize) {
     let p = protection(Cipher::Aes256Siv);
-    let mut g = c.benchmark_group("crypto/aes256-siv/16 frames of 16 KiB");
+    let mut g = c.benchmark_group(format!("crypto/aes256-siv/{count} frames of {size} B"));
     g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    g.throughput(Throughput::Bytes(16 * 16 * 1024));
+    g.throughput(Throughput::Bytes((count * size) as u64));
     let mut sealer = Sealer::new(&p, NodeId(5), BootId(1));
     let room = sealer.overhead();
-    let frames: Vec<Vec<u8>> = (0..16u8).map(|i| [vec![0; room], vec![i; 16 * 1024]].concat()).collect();
+    let frames: Vec<Vec<u8>> = (0..count).map(|i| [vec![0; room], vec![i as u8; size]].concat()).collect();
     g.bench_function("seal one by one", |b| {
         b.iter_batched_ref(
             || frames.clone(),
@@ -100,22 +123,6 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.finish();
-
-    // A new sender incarnation: key derivation plus one open.
-    for cipher in [Cipher::Aes256Siv, Cipher::Aes256GcmSiv] {
-        let p = protection(cipher);
-        c.bench_function(&format!("crypto/{cipher}/first packet of a new sender"), |b| {
-            let mut boot = 0u64;
-            b.iter_batched(
-                || {
-                    boot += 1;
-                    Sealer::new(&p, NodeId(4), BootId(boot)).seal(&[0u8; 64]).expect("counter not exhausted")
-                },
-                |packet| Opener::new(p.clone()).open(black_box(&packet)).expect("authentic"),
-                BatchSize::SmallInput,
-            )
-        });
-    }
 }
 
 criterion_group!(benches, bench);
