@@ -28,6 +28,12 @@
 //!   record keys from each nonce, takes the 12-byte nonce below as its 96-bit nonce and
 //!   the 24-byte header as associated data; its tag is kept detached, so the packet layout
 //!   is the same for every cipher.
+//! * **Batches.** The runtime seals a step's packets together and opens the frames of a
+//!   receive burst together ([`Sealer::seal_batch`], [`Opener::open_batch`]): the CMAC
+//!   chains of packets under one key then run side by side through AES-NI
+//!   ([`crate::siv_batch`]), bit for bit the `aes-siv` crate's result, which still seals
+//!   and opens a lone packet. In `benches/crypto.rs` 16 frames of 16 KiB seal 3.4x faster
+//!   as a batch than one by one; a small visit (a multicast and the token) costs the same.
 //! * **Keys.** The authkey (128 to 4096 random bytes, as Corosync's) goes once through
 //!   HKDF-SHA256 extract, with a fixed label as salt. Each sender incarnation then gets its
 //!   own key: HKDF-expand with `info = "totem packet key v1" ‖ cipher id ‖ sender ‖ boot

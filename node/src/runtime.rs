@@ -303,26 +303,9 @@ pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     stats: RuntimeStats,
     /// Messages this node sent to itself (a one-node ring), handled before the next input.
     looped: VecDeque<Message>,
-    /// Sealed datagrams and their destinations, sent together at the end of a step.
-    ///
-    /// After a big visit the token goes out ahead of the multicasts queued before it. On
-    /// veth and loopback a `sendmmsg` carries every datagram through the receivers' stacks
-    /// before it returns, so a token queued behind a visit's worth of 64 KiB frames waited
-    /// for all of them and the ring worked one node at a time; ahead of them, the next node
-    /// starts its visit while they arrive (3 senders of 16 KiB: +26 % messages/s, 1 KiB:
-    /// saturation p50 124 -> 17 ms). After a small visit it stays behind: the next node
-    /// then finds the multicast before the token and delivers it before it forwards the
-    /// token (1 KiB at 1,000 msgs/s: token first doubled the remote p99). Order does not
-    /// matter for safety (UDP may reorder anyway), and a hole is requested only after
-    /// `miss_count_const` visits, so frames that trail the token cost no retransmission.
-    outgoing: Vec<(Bytes, SocketAddr)>,
     /// Packets of this step, encoded but not yet sealed, their destinations, and whether
-    /// each is a token (sealed together by [`Runtime::flush`]).
+    /// each is a token (sealed and sent together by [`Runtime::flush`]).
     unsealed: Vec<(Vec<u8>, Dest, bool)>,
-    /// How many tokens sit at the front of `outgoing` (they keep their own order).
-    tokens_ahead: usize,
-    /// Bytes of the multicasts (and other non-token datagrams) in `outgoing`.
-    outgoing_bytes: usize,
     /// Rate limit for the wrong-key log line: the last time it was printed per source.
     auth_warned: BTreeMap<SocketAddr, Instant>,
     observer: Option<Observer>,
@@ -365,7 +348,7 @@ const RECV_BURST: usize = 32;
 /// Burst reads after one wake-up, at most (then timers and requests get their turn).
 const RECV_ROUNDS: usize = 4;
 /// Datagram bytes queued in a step from which its token goes out ahead of them (see
-/// `Runtime::outgoing`): a quarter of a full 64 KiB frame sent to two peers; a visit of a
+/// `Runtime::seal_step`): a quarter of a full 64 KiB frame sent to two peers; a visit of a
 /// few small messages stays far below.
 const TOKEN_AHEAD_BYTES: usize = 32 * 1024;
 /// Requests a client may have outstanding at the loop.
@@ -403,10 +386,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 epoch: Instant::now(),
                 stats: RuntimeStats::default(),
                 looped: VecDeque::new(),
-                outgoing: Vec::new(),
                 unsealed: Vec::new(),
-                tokens_ahead: 0,
-                outgoing_bytes: 0,
                 auth_warned: BTreeMap::new(),
                 observer: None,
                 reassembler: Reassembler::new(DATAGRAM_MAX),
@@ -909,68 +889,75 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
         self.unsealed.push((packet, dest, matches!(msg, Message::Token(_))));
     }
 
-    /// Seal the step's packets together and queue them for their destinations.
-    fn seal_step(&mut self) {
+    /// Seal the step's packets together; the datagrams to send, in order, with their
+    /// destinations.
+    ///
+    /// After a big visit the token goes out ahead of the multicasts queued before it. On
+    /// veth and loopback a `sendmmsg` carries every datagram through the receivers' stacks
+    /// before it returns, so a token queued behind a visit's worth of 64 KiB frames waited
+    /// for all of them and the ring worked one node at a time; ahead of them, the next node
+    /// starts its visit while they arrive (3 senders of 16 KiB: +26 % messages/s, 1 KiB:
+    /// saturation p50 124 -> 17 ms). After a small visit it stays behind: the next node
+    /// then finds the multicast before the token and delivers it before it forwards the
+    /// token (1 KiB at 1,000 msgs/s: token first doubled the remote p99). Order does not
+    /// matter for safety (UDP may reorder anyway), and a hole is requested only after
+    /// `miss_count_const` visits, so frames that trail the token cost no retransmission.
+    fn seal_step(&mut self) -> Vec<(Bytes, SocketAddr)> {
         let unsealed = std::mem::take(&mut self.unsealed);
         let (mut packets, rest): (Vec<Vec<u8>>, Vec<(Dest, bool)>) =
             unsealed.into_iter().map(|(p, dest, token)| (p, (dest, token))).unzip();
         if !self.protection.seal_batch(&mut packets) {
             self.stats.send_errors += packets.len() as u64;
-            return;
+            return Vec::new();
         }
-        for (datagram, (dest, token)) in packets.into_iter().zip(rest) {
-            self.queue(datagram, dest, token);
-        }
-    }
-
-    /// Queue a sealed datagram for `dest` (see [`Runtime::outgoing`] for the token's place).
-    fn queue(&mut self, datagram: Vec<u8>, dest: Dest, token: bool) {
         let me = self.cfg.node_id;
-        // A frame past one MTU goes as runs of fragments (see `crate::fragment`).
-        let runs: Vec<Bytes> = if datagram.len() > SEGMENT {
-            let id = self.next_frame_id;
-            self.next_frame_id = id.wrapping_add(1);
-            match crate::fragment::split(&datagram, id, SEGMENT) {
-                Some(runs) => {
-                    self.stats.frames_fragmented += 1;
-                    runs.into_iter().map(Bytes::from).collect()
-                }
-                None => {
-                    self.stats.send_errors += 1;
-                    return;
-                }
-            }
-        } else {
-            vec![Bytes::from(datagram)]
-        };
-        let addrs: Vec<SocketAddr> = match dest {
-            Dest::Node(to) => self.cfg.nodelist.get(&to).copied().into_iter().collect(),
-            Dest::All => self.cfg.nodelist.iter().filter(|(n, _)| **n != me).map(|(_, &a)| a).collect(),
-        };
-        for addr in addrs {
-            for run in &runs {
-                if token && self.outgoing_bytes >= TOKEN_AHEAD_BYTES {
-                    self.outgoing.insert(self.tokens_ahead, (run.clone(), addr));
-                    self.tokens_ahead += 1;
-                } else {
-                    self.outgoing_bytes += run.len();
-                    self.outgoing.push((run.clone(), addr));
+        let mut outgoing = Vec::with_capacity(packets.len());
+        // Tokens at the front of `outgoing` (in their own order), and the bytes of the rest.
+        let (mut tokens_ahead, mut bytes) = (0, 0);
+        for (datagram, (dest, token)) in packets.into_iter().zip(rest) {
+            let Some(runs) = self.runs(datagram) else { continue };
+            let addrs: Vec<SocketAddr> = match dest {
+                Dest::Node(to) => self.cfg.nodelist.get(&to).copied().into_iter().collect(),
+                Dest::All => self.cfg.nodelist.iter().filter(|(n, _)| **n != me).map(|(_, &a)| a).collect(),
+            };
+            for addr in addrs {
+                for run in &runs {
+                    if token && bytes >= TOKEN_AHEAD_BYTES {
+                        outgoing.insert(tokens_ahead, (run.clone(), addr));
+                        tokens_ahead += 1;
+                    } else {
+                        bytes += run.len();
+                        outgoing.push((run.clone(), addr));
+                    }
                 }
             }
         }
+        outgoing
     }
 
-    /// Send what a step queued, in order, in one call (one `sendmmsg` on the UDP socket).
-    async fn flush(&mut self) {
-        if !self.unsealed.is_empty() {
-            self.seal_step();
+    /// A sealed datagram as it goes out: whole, or past one MTU as runs of fragments (see
+    /// `crate::fragment`).
+    fn runs(&mut self, datagram: Vec<u8>) -> Option<Vec<Bytes>> {
+        if datagram.len() <= SEGMENT {
+            return Some(vec![Bytes::from(datagram)]);
         }
-        if self.outgoing.is_empty() {
+        let id = self.next_frame_id;
+        self.next_frame_id = id.wrapping_add(1);
+        let Some(runs) = crate::fragment::split(&datagram, id, SEGMENT) else {
+            self.stats.send_errors += 1;
+            return None;
+        };
+        self.stats.frames_fragmented += 1;
+        Some(runs.into_iter().map(Bytes::from).collect())
+    }
+
+    /// Seal and send what a step queued, in order, in one call (one `sendmmsg` on the UDP
+    /// socket).
+    async fn flush(&mut self) {
+        if self.unsealed.is_empty() {
             return;
         }
-        let outgoing = std::mem::take(&mut self.outgoing);
-        self.tokens_ahead = 0;
-        self.outgoing_bytes = 0;
+        let outgoing = self.seal_step();
         let batch: Vec<(&[u8], SocketAddr)> = outgoing.iter().map(|(d, a)| (d.as_ref(), *a)).collect();
         let results = self.transport.send_batch(&batch, SEGMENT).await;
         for ((datagram, to), result) in batch.iter().zip(results) {

@@ -1,5 +1,5 @@
-//! The runtime sends the token ahead of a big visit's multicasts and behind a small one's (see the
-//! `outgoing` field of `Runtime`): a two-node ring on loopback, with a transport that
+//! The runtime sends the token ahead of a big visit's multicasts and behind a small one's (see
+//! `Runtime::seal_step`): a two-node ring on loopback, with a transport that
 //! records the message kinds of every batch it is handed.
 #![allow(clippy::unwrap_used)]
 
