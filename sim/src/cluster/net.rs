@@ -28,6 +28,8 @@ pub struct Rates {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetCounts {
     pub sent: u64,
+    /// Of those, fragments of a frame past one MTU (`totem_node::fragment`).
+    pub fragments: u64,
     pub lost: u64,
     pub duplicated: u64,
     pub corrupted: u64,
@@ -67,6 +69,9 @@ impl SimSocket {
         let rates = self.net.rates.get();
         let mut rng = self.rng.borrow_mut();
         self.net.count(|c| c.sent += 1);
+        if totem_node::fragment::is_fragment(buf) {
+            self.net.count(|c| c.fragments += 1);
+        }
         if rng.chance(rates.loss) {
             self.net.count(|c| c.lost += 1);
             return None;

@@ -217,6 +217,11 @@ pub struct ClusterOptions {
     pub nodes: usize,
     /// Base token timeout (Corosync's `token`); the rest follow Corosync's derivations.
     pub token_ms: u64,
+    /// The core's `netmtu`: 1500 (udpu) or 65536 (knet, the daemon's default), whose 64 KiB
+    /// frames the runtime sends as runs of MTU-sized fragments (`totem_node::fragment`),
+    /// each fragment lost, duplicated or damaged on its own.
+    #[serde(default = "netmtu_udpu")]
+    pub netmtu: usize,
     /// turmoil's step: every host runs this much simulated time per step.
     pub tick_ns: u64,
     pub net: Net,
@@ -254,6 +259,7 @@ impl ClusterOptions {
         let mut c = crate::options::timing(self.nodes, self.token_ms);
         c.probes = true;
         c.rng_seed = self.seed;
+        c.set_netmtu(self.netmtu);
         #[cfg(feature = "broken")]
         {
             c.bug = self.bug;
@@ -365,6 +371,11 @@ impl Default for ClusterLimits {
     }
 }
 
+/// The core's `netmtu` with udpu, and for runs that do not say.
+pub fn netmtu_udpu() -> usize {
+    1500
+}
+
 /// Corosync's derived timing for `nodes` nodes (see [`crate::options::timing`]).
 pub fn timing(nodes: usize, token_ms: u64) -> Config {
     crate::options::timing(nodes, token_ms)
@@ -377,6 +388,9 @@ impl ClusterOptions {
         let nodes = limits.nodes.max(1);
         let f = &limits.faults;
         let token_ms = limits.token_ms.unwrap_or_else(|| *rng.pick(&[300, 1000]).unwrap_or(&1000));
+        // From a stream of its own, so that the rest of a seed's draw stays as it was.
+        let knet_frames = Rng::new(seed).fork(41).chance(0.5);
+        let netmtu = if knet_frames { 65_536 } else { netmtu_udpu() };
         let c = timing(nodes, token_ms);
         let token = c.token.as_millis() as u64;
         let consensus = c.consensus.as_millis() as u64;
@@ -402,6 +416,9 @@ impl ClusterOptions {
         let corrupt = on(f.corrupt, 0.3, "corrupt", &mut mix);
         let churn = on(f.churn, 0.5, "churn", &mut mix);
         let late_join = on(f.late_join && nodes > 1, 0.2, "late-join", &mut mix);
+        if knet_frames {
+            mix.push("64k-frames".to_string());
+        }
         let restart_p = if f.restart { *rng.pick(&[0.5, 0.9, 1.0]).unwrap_or(&1.0) } else { 0.0 };
         let keep_state_p = if f.wipe { *rng.pick(&[0.0, 0.5, 1.0]).unwrap_or(&1.0) } else { 1.0 };
 
@@ -570,6 +587,7 @@ impl ClusterOptions {
             seed,
             nodes,
             token_ms,
+            netmtu,
             tick_ns: limits.tick_us.max(1) * 1000,
             net,
             apps,

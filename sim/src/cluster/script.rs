@@ -500,6 +500,7 @@ impl Script {
             seed,
             nodes: self.nodes,
             token_ms: self.token_ms,
+            netmtu: super::plan::netmtu_udpu(),
             tick_ns: self.tick_ns,
             net: Net {
                 latency_min_ns: min,
