@@ -9,32 +9,31 @@ use crate::crypto::{BootId, OpenError, Opener, Protection as Keys, Sealer};
 use bytes::Bytes;
 use totem_core::NodeId;
 
-/// Seals and opens datagrams.
+/// Seals and opens datagrams, a batch at a time (a step's packets, a receive burst's
+/// frames: see [`crate::siv_batch`]).
 pub trait Protection: Send {
-    /// The datagram carrying `plaintext` from this node (None: cannot seal, e.g. the packet
-    /// counter is exhausted; the packet is dropped and logged).
-    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
-        self.seal_with(plaintext.len(), &mut |buf| buf.extend_from_slice(plaintext))
-    }
-    /// The datagram carrying the plaintext that `write` appends to the buffer it is given
-    /// (about `capacity` bytes): the runtime encodes a frame straight into its datagram.
-    fn seal_with(&mut self, capacity: usize, write: &mut dyn FnMut(&mut Vec<u8>)) -> Option<Vec<u8>>;
-    /// The sender and plaintext of a datagram, if it is authentic and not a replay.
-    fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError>;
-    /// [`Protection::open`] of a datagram the caller owns (a reassembled frame), which
-    /// can then be opened in place.
-    fn open_owned(&mut self, datagram: Vec<u8>) -> Result<(NodeId, Bytes), OpenError> {
-        self.open(&datagram)
-    }
     /// Bytes a packet needs before its payload (header and tag) for [`Protection::seal_batch`].
     fn overhead(&self) -> usize;
     /// Seals, in place and in order, packets that each start with [`Protection::overhead`]
     /// bytes of room, then the payload: the same datagrams as sealing them one by one, but
-    /// faster together. False if they cannot be sealed (none is; logged).
+    /// faster together. False if they cannot be sealed (none is; logged), e.g. the packet
+    /// counter is exhausted.
     fn seal_batch(&mut self, packets: &mut [Vec<u8>]) -> bool;
-    /// [`Protection::open_owned`] of every datagram, in order, with the same results.
-    fn open_batch(&mut self, datagrams: Vec<Vec<u8>>) -> Vec<Result<(NodeId, Bytes), OpenError>> {
-        datagrams.into_iter().map(|d| self.open_owned(d)).collect()
+    /// The sender and plaintext of every datagram, in order, if it is authentic and not a
+    /// replay: the same results as opening them one by one.
+    fn open_batch(&mut self, datagrams: Vec<Vec<u8>>) -> Vec<Result<(NodeId, Bytes), OpenError>>;
+
+    /// The datagram carrying `plaintext` from this node (None: cannot seal).
+    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let mut packet = [vec![0; self.overhead()], plaintext.to_vec()].concat();
+        self.seal_batch(std::slice::from_mut(&mut packet)).then_some(packet)
+    }
+    /// The sender and plaintext of one datagram.
+    fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError> {
+        // One result per datagram: the fallback is never taken.
+        self.open_batch(vec![datagram.to_vec()])
+            .pop()
+            .unwrap_or(Err(OpenError::Truncated { len: 0, need: 1 }))
     }
 }
 
@@ -59,27 +58,6 @@ impl PacketCrypto {
 }
 
 impl Protection for PacketCrypto {
-    fn seal_with(&mut self, capacity: usize, write: &mut dyn FnMut(&mut Vec<u8>)) -> Option<Vec<u8>> {
-        match self.sealer.seal_with(capacity, write) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::error!("cannot seal a packet: {e}");
-                None
-            }
-        }
-    }
-
-    fn open(&mut self, datagram: &[u8]) -> Result<(NodeId, Bytes), OpenError> {
-        // One copy out of the receive buffer (which the next burst reuses), decrypted in
-        // place; the payload is a slice of it, not shifted to the front.
-        self.open_owned(datagram.to_vec())
-    }
-
-    fn open_owned(&mut self, mut packet: Vec<u8>) -> Result<(NodeId, Bytes), OpenError> {
-        let opened = self.opener.open_in_place(&mut packet)?;
-        Ok((opened.sender, Bytes::from(packet).slice(opened.payload)))
-    }
-
     fn overhead(&self) -> usize {
         self.sealer.overhead()
     }

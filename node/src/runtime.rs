@@ -18,7 +18,7 @@
 
 use crate::crypto::OpenError;
 use crate::events::{EventReceiver, EventSender, QueueLimit};
-use crate::fragment::{Reassembler, ReassemblyStats};
+use crate::fragment::{Reassembler, ReassemblyStats, SEGMENT};
 use crate::protect::Protection;
 use crate::store::RingSeqStore;
 use crate::transport::{RecvBurst, Transport};
@@ -342,7 +342,6 @@ enum Queued {
 
 /// The largest datagram we accept.
 const DATAGRAM_MAX: usize = 65_536;
-use crate::fragment::SEGMENT;
 /// Datagrams one burst read takes from the socket, at most.
 const RECV_BURST: usize = 32;
 /// Burst reads after one wake-up, at most (then timers and requests get their turn).
