@@ -312,6 +312,47 @@ pub struct Runtime<T: Transport, S: RingSeqStore, P: Protection> {
     /// Frames coming in as fragments, and the id of the next frame this node fragments.
     reassembler: Reassembler,
     next_frame_id: u32,
+    token_rate: TokenRate,
+}
+
+/// Token rotations per second over the last whole second that saw traffic. Every member
+/// accepts the token once per rotation, so this node's accepted-token count is the
+/// rotation count.
+#[derive(Debug)]
+struct TokenRate {
+    /// When the current window began and the count then.
+    mark: (Instant, u64),
+    /// The rate over the last finished window, if one has finished.
+    last: Option<f64>,
+}
+
+impl TokenRate {
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    fn new(now: Instant) -> TokenRate {
+        TokenRate { mark: (now, 0), last: None }
+    }
+
+    fn observe(&mut self, now: Instant, accepted: u64) {
+        let elapsed = now.saturating_duration_since(self.mark.0);
+        if elapsed >= Self::WINDOW {
+            self.last = Some(accepted.saturating_sub(self.mark.1) as f64 / elapsed.as_secs_f64());
+            self.mark = (now, accepted);
+        }
+    }
+
+    /// The last window's rate; when nothing has closed a window for a while (no traffic),
+    /// the rate since the window began; before any window closed, the average since `start`.
+    fn per_sec(&self, start: Instant, now: Instant, accepted: u64) -> f64 {
+        let open = now.saturating_duration_since(self.mark.0);
+        match self.last {
+            Some(_) if open >= Self::WINDOW => {
+                accepted.saturating_sub(self.mark.1) as f64 / open.as_secs_f64()
+            }
+            Some(rate) => rate,
+            None => accepted as f64 / now.saturating_duration_since(start).as_secs_f64().max(1e-3),
+        }
+    }
 }
 
 impl<T: Transport, S: RingSeqStore, P: Protection> std::fmt::Debug for Runtime<T, S, P> {
@@ -389,6 +430,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                 auth_warned: BTreeMap::new(),
                 observer: None,
                 reassembler: Reassembler::new(DATAGRAM_MAX),
+                token_rate: TokenRate::new(Instant::now()),
                 // Time-derived, so that a restarted node's first frames do not share ids
                 // with the fragments of its last ones that a peer may still hold.
                 next_frame_id: std::time::SystemTime::now()
@@ -467,6 +509,7 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
                         }
                     }
                     self.serve_blocked().await?;
+                    self.token_rate.observe(Instant::now(), self.core.node().stats().tokens_accepted);
                 }
             }
         }
@@ -789,9 +832,11 @@ impl<T: Transport, S: RingSeqStore, P: Protection> Runtime<T, S, P> {
             members,
             syncing: self.core.is_syncing(),
             runtime: self.stats(),
-            token_rotations_per_sec: s.stats.tokens_accepted as f64
-                / uptime.as_secs_f64().max(1e-3)
-                / (s.members.len().max(1) as f64),
+            token_rotations_per_sec: self.token_rate.per_sec(
+                self.epoch,
+                Instant::now(),
+                s.stats.tokens_accepted,
+            ),
             core: s.stats,
             uptime_ms: uptime.as_millis() as u64,
         }
@@ -980,4 +1025,28 @@ fn ids(v: &[NodeId]) -> Vec<u32> {
 
 fn fmt_ring(r: RingId) -> String {
     format!("{}.{}", r.rep.0, r.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenRate;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[test]
+    fn token_rate_is_the_last_windows_and_goes_stale_to_zero() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut rate = TokenRate::new(start);
+        // Before a window closes: the average since start.
+        rate.observe(ms(500), 1_000);
+        assert!((rate.per_sec(start, ms(500), 1_000) - 2_000.0).abs() < 1e-6);
+        // 3,000 accepted tokens in the first 1.5 s, then 10,000 in the next second: the
+        // figure is the last window's, not the average since start.
+        rate.observe(ms(1_500), 3_000);
+        rate.observe(ms(2_500), 13_000);
+        assert!((rate.per_sec(start, ms(2_600), 13_100) - 10_000.0).abs() < 1e-6);
+        // The ring stops: no input closes a window, and the figure falls with the silence.
+        assert!(rate.per_sec(start, ms(4_500), 13_000) < 1e-6);
+    }
 }

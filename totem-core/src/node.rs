@@ -503,6 +503,11 @@ impl Node {
         &self.srp.config
     }
 
+    /// The protocol counters alone (cheaper than [`Node::status`]).
+    pub fn stats(&self) -> &crate::srp::Stats {
+        self.srp.stats()
+    }
+
     pub fn status(&self) -> Status {
         Status {
             node: self.srp.me,
