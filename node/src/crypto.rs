@@ -996,18 +996,22 @@ impl Opener {
                 let Some(peer) = self.peers.get_mut(&sender) else { continue };
                 let encoded: Vec<[u8; HEADER_LEN]> = group.iter().map(|(_, h)| h.encode()).collect();
                 let nonces: Vec<[u8; 12]> = group.iter().map(|(_, h)| h.nonce()).collect();
+                // Which packets made it into `items`, in the same order, so that the results
+                // below line up with them whatever is skipped here.
+                let mut members = Vec::with_capacity(group.len());
                 let mut tags = Vec::with_capacity(group.len());
                 let mut items = Vec::with_capacity(group.len());
-                for (((i, _), header), nonce) in group.iter().zip(&encoded).zip(&nonces) {
-                    let Some(p) = slots.get_mut(*i).and_then(Option::take) else { continue };
+                for ((member, header), nonce) in group.iter().zip(&encoded).zip(&nonces) {
+                    let Some(p) = slots.get_mut(member.0).and_then(Option::take) else { continue };
                     let (head, body) = p.split_at_mut(SEALED_OVERHEAD);
                     let mut tag = [0u8; TAG_LEN];
                     tag.copy_from_slice(&head[HEADER_LEN..]);
+                    members.push(member);
                     tags.push(tag);
                     items.push(Item { header, nonce, body });
                 }
                 let ok = peer.aead.open_batch(&mut items, &tags);
-                for (((i, h), good), item) in group.iter().zip(ok).zip(&items) {
+                for (((i, h), good), item) in members.into_iter().zip(ok).zip(&items) {
                     results[*i] = Some(if good {
                         peer.window.commit(h.counter);
                         Ok(opened(h, SEALED_OVERHEAD..SEALED_OVERHEAD + item.body.len()))
