@@ -13,7 +13,10 @@
 //! from the `aes` crate.
 
 use aes::cipher::consts::U16;
-use aes::cipher::{BlockCipherEncrypt, BlockSizeUser, KeyInit};
+use aes::cipher::typenum::Unsigned;
+use aes::cipher::{
+    BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit, ParBlocks,
+};
 
 type Block = [u8; 16];
 
@@ -111,8 +114,17 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
         Some(SivBatch { mac, ctr, k1, k2, d0: d0.into() })
     }
 
-    /// CMAC of every message, the chains run side by side.
+    /// CMAC of every message, the chains run side by side, all through one backend call
+    /// (see [`encrypt_all`]).
     fn cmac(&self, msgs: &[Msg<'_>]) -> Vec<Block> {
+        let mut tags = Vec::new();
+        self.mac.encrypt_with_backend(WithBackend(|b: &dyn Fn(&mut [aes::Block])| {
+            tags = self.cmac_with(msgs, b);
+        }));
+        tags
+    }
+
+    fn cmac_with(&self, msgs: &[Msg<'_>], encrypt: &dyn Fn(&mut [aes::Block])) -> Vec<Block> {
         // Longest first, so that the lanes still running are always a prefix.
         let mut order: Vec<usize> = (0..msgs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(msgs[i].plain_blocks()));
@@ -130,7 +142,7 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
                     *lane = aes::Block::from(xor(&(*lane).into(), &b));
                 }
             }
-            self.mac.encrypt_blocks(&mut lanes[..active]);
+            encrypt(&mut lanes[..active]);
         }
         // The last few blocks of each message, side by side too.
         let mut tails: Vec<(usize, usize, usize)> =
@@ -151,7 +163,7 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
                 whose.push(*k);
                 *j += 1;
             }
-            self.mac.encrypt_blocks(&mut batch);
+            encrypt(&mut batch);
             for (out, &k) in batch.iter().zip(&whose) {
                 lanes[k] = *out;
             }
@@ -200,31 +212,41 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
     /// XOR `data` with the CTR key stream from the synthetic IV `v` (its bits 63 and 31
     /// cleared, RFC 5297 §2.5), counting as a 128-bit big-endian number.
     fn ctr(&self, v: &Block, data: &mut [u8]) {
-        let mut q = *v;
-        q[8] &= 0x7f;
-        q[12] &= 0x7f;
-        let mut counter = u128::from_be_bytes(q);
-        let mut stream = [aes::Block::default(); 32];
-        for chunk in data.chunks_mut(16 * stream.len()) {
-            let blocks = chunk.len().div_ceil(16);
-            for s in &mut stream[..blocks] {
-                *s = aes::Block::from(counter.to_be_bytes());
-                counter = counter.wrapping_add(1);
-            }
-            self.ctr.encrypt_blocks(&mut stream[..blocks]);
-            for (piece, s) in chunk.chunks_mut(16).zip(&stream) {
-                if let Ok(whole) = <&mut [u8; 16]>::try_from(&mut *piece) {
-                    let k: Block = (*s).into();
-                    *whole = (u128::from_ne_bytes(*whole) ^ u128::from_ne_bytes(k)).to_ne_bytes();
-                } else {
-                    for (byte, k) in piece.iter_mut().zip(s.iter()) {
-                        *byte ^= k;
-                    }
+        self.ctr.encrypt_with_backend(WithBackend(|encrypt: &dyn Fn(&mut [aes::Block])| {
+            ctr_with(v, data, encrypt)
+        }));
+    }
+}
+
+/// [`SivBatch::ctr`] with the key stream from `encrypt`.
+fn ctr_with(v: &Block, data: &mut [u8], encrypt: &dyn Fn(&mut [aes::Block])) {
+    let mut q = *v;
+    q[8] &= 0x7f;
+    q[12] &= 0x7f;
+    let mut counter = u128::from_be_bytes(q);
+    // A multiple of every backend's parallel width (VAES-512 takes 64 blocks at a time).
+    let mut stream = [aes::Block::default(); 256];
+    for chunk in data.chunks_mut(16 * stream.len()) {
+        let blocks = chunk.len().div_ceil(16);
+        for s in &mut stream[..blocks] {
+            *s = aes::Block::from(counter.to_be_bytes());
+            counter = counter.wrapping_add(1);
+        }
+        encrypt(&mut stream[..blocks]);
+        for (piece, s) in chunk.chunks_mut(16).zip(&stream) {
+            if let Ok(whole) = <&mut [u8; 16]>::try_from(&mut *piece) {
+                let k: Block = (*s).into();
+                *whole = (u128::from_ne_bytes(*whole) ^ u128::from_ne_bytes(k)).to_ne_bytes();
+            } else {
+                for (byte, k) in piece.iter_mut().zip(s.iter()) {
+                    *byte ^= k;
                 }
             }
         }
     }
+}
 
+impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<C> {
     /// Encrypts every item's body in place; their tags (the synthetic IVs).
     pub fn seal(&self, items: &mut [Item<'_>]) -> Vec<Block> {
         let tags = self.s2v(items);
@@ -251,6 +273,37 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
             ok.push(good);
         }
         ok
+    }
+}
+
+/// `blocks` encrypted in place by `backend`: whole runs of its parallel width, then the
+/// rest. Going through the backend once per pass, instead of once per
+/// `encrypt_blocks` call, matters: the VAES-512 backend broadcasts its round keys on
+/// every call (and runs fewer than 64 blocks one by one through AES-NI anyway).
+#[inline(always)]
+fn encrypt_all<B: BlockCipherEncBackend<BlockSize = U16>>(backend: &B, blocks: &mut [aes::Block]) {
+    let mut runs = blocks.chunks_exact_mut(B::ParBlocksSize::USIZE);
+    for run in &mut runs {
+        if let Ok(run) = <&mut ParBlocks<B>>::try_from(run) {
+            backend.encrypt_par_blocks_inplace(run);
+        }
+    }
+    let rest = runs.into_remainder();
+    if !rest.is_empty() {
+        backend.encrypt_tail_blocks_inplace(rest);
+    }
+}
+
+/// A closure that gets the cipher's backend as a plain function over blocks.
+struct WithBackend<F>(F);
+
+impl<F> BlockSizeUser for WithBackend<F> {
+    type BlockSize = U16;
+}
+
+impl<F: FnOnce(&dyn Fn(&mut [aes::Block]))> BlockCipherEncClosure for WithBackend<F> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        (self.0)(&|blocks: &mut [aes::Block]| encrypt_all(backend, blocks));
     }
 }
 
