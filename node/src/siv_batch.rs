@@ -279,8 +279,10 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
 fn encrypt_all<B: BlockCipherEncBackend<BlockSize = U16>>(backend: &B, blocks: &mut [aes::Block]) {
     let mut runs = blocks.chunks_exact_mut(B::ParBlocksSize::USIZE);
     for run in &mut runs {
-        if let Ok(run) = <&mut ParBlocks<B>>::try_from(run) {
-            backend.encrypt_par_blocks_inplace(run);
+        match <&mut ParBlocks<B>>::try_from(&mut *run) {
+            Ok(whole) => backend.encrypt_par_blocks_inplace(whole),
+            // Not reached (the runs are exactly that wide), but never a block left as it was.
+            Err(_) => run.iter_mut().for_each(|b| backend.encrypt_block_inplace(b)),
         }
     }
     let rest = runs.into_remainder();
