@@ -32,7 +32,7 @@
 //! [`CpgError::TryAgain`] and nothing was sent; [`Client::send_retrying`] waits for credit
 //! instead. A join, leave or exit takes effect after every message sent before it.
 
-use crate::ipc::{ClientMsg, DaemonMsg, Reply, Request, read_frame, write_frame};
+use crate::ipc::{ClientMsg, DaemonMsg, Reply, Request, decode_daemon_msg, read_frame, write_frame};
 use crate::runtime::{ClientEvent, NodeStatus};
 use crate::window::{SendWindow, WindowSize};
 use bytes::Bytes;
@@ -157,7 +157,7 @@ impl Client {
         let s = sending.clone();
         let reader = tokio::spawn(async move {
             while let Ok(Some(frame)) = read_frame(&mut rd).await {
-                match postcard::from_bytes::<DaemonMsg>(&frame) {
+                match decode_daemon_msg(&Bytes::from(frame)) {
                     Ok(DaemonMsg::Reply { id, reply }) => {
                         let waiter = p.lock().ok().and_then(|mut m| m.remove(&id));
                         if let Some(w) = waiter {
