@@ -455,58 +455,39 @@ struct WriteBatch {
     encoded: Vec<u8>,
     /// Payloads to write after `encoded[..at]` (in order of `at`).
     borrowed: Vec<(usize, Bytes)>,
-    len: usize,
 }
 
 impl WriteBatch {
     fn clear(&mut self) {
         self.encoded.clear();
         self.borrowed.clear();
-        self.len = 0;
     }
 
     /// Bytes the batch writes.
     fn len(&self) -> usize {
-        self.len
+        self.encoded.len() + self.borrowed.iter().map(|(_, p)| p.len()).sum::<usize>()
     }
 
     fn push(&mut self, msg: &DaemonMsg) -> io::Result<()> {
         let start = self.encoded.len();
         let big = match msg {
-            DaemonMsg::Event(ClientEvent::Cpg(EventKind::Deliver { payload, .. }))
+            DaemonMsg::Event(ClientEvent::Cpg(EventKind::Deliver { group, sender, guarantee, payload }))
                 if payload.len() >= BORROW_PAYLOAD =>
             {
-                Some(payload)
+                deliver_tags().map(|tags| (tags, (group, sender, guarantee, payload.len()), payload))
             }
             _ => None,
         };
-        let Some(payload) = big else {
-            encode_frame(msg, &mut self.encoded)?;
-            self.len += self.encoded.len() - start;
-            return Ok(());
+        let Some((tags, head, payload)) = big else {
+            return encode_frame(msg, &mut self.encoded);
         };
-        // The payload is the last thing postcard writes for a delivery (a test below holds
-        // this): encode the event with an empty one, then put its length where the empty
-        // one's (a single 0) is, and the payload itself after that.
-        let DaemonMsg::Event(ClientEvent::Cpg(EventKind::Deliver { group, sender, guarantee, .. })) = msg
-        else {
-            return Err(io::ErrorKind::InvalidInput.into());
-        };
-        let hollow = DaemonMsg::Event(ClientEvent::Cpg(EventKind::Deliver {
-            group: group.clone(),
-            sender: *sender,
-            guarantee: *guarantee,
-            payload: Bytes::new(),
-        }));
-        encode_frame(&hollow, &mut self.encoded)?;
-        if self.encoded.pop() != Some(0) {
-            self.encoded.truncate(start);
-            return Err(io::Error::other("a delivery's payload is not last in its encoding"));
-        }
-        let mut varint = [0u8; 10];
-        let prefix =
-            postcard::to_slice(&payload.len(), &mut varint).map_err(|e| io::Error::other(e.to_string()))?;
-        self.encoded.extend_from_slice(prefix);
+        // A delivery's frame: its length, the delivery tags, its fields with the payload's
+        // length, then the payload, the same bytes `encode_frame` writes (see
+        // [`deliver_tags`]; a test below holds this).
+        self.encoded.extend_from_slice(&[0; 4]);
+        self.encoded.extend_from_slice(tags);
+        let encoded = postcard::to_extend(&head, std::mem::take(&mut self.encoded));
+        self.encoded = encoded.map_err(|e| io::Error::other(e.to_string()))?;
         let body = self.encoded.len() - start - 4 + payload.len();
         match u32::try_from(body).ok().filter(|&b| b as usize <= FRAME_MAX) {
             Some(b) => self.encoded[start..start + 4].copy_from_slice(&b.to_le_bytes()),
@@ -516,7 +497,6 @@ impl WriteBatch {
             }
         }
         self.borrowed.push((self.encoded.len(), payload.clone()));
-        self.len += self.encoded.len() - start + payload.len();
         Ok(())
     }
 
