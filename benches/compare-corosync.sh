@@ -342,7 +342,9 @@ report() {
 }
 
 # profile: where totemd's CPU goes under the 3-sender throughput load (perf, sampling
-# at 999 Hz with call graphs, all 3 daemons), for each of PROFILE_SIZES. Writes
+# at PERF_HZ, default 999, with call graphs, all 3 daemons), for each of PROFILE_SIZES.
+# The default call graphs follow frame pointers, which release Rust code mostly lacks:
+# PERF_HZ=300 PERF_CG='--call-graph dwarf,16384' gives callers that hold. Writes
 # $WORK/profile-SIZE-flat.txt (perf report by self time) and profile-SIZE.txt (with
 # children).
 profile() {
@@ -357,7 +359,7 @@ profile() {
 		"$BIN/cpgbench" load "${CARGS[@]}" --size "$sz" --senders 3 --dur $((PROFILE_SECS + 4)) >>"$WORK/profile-runs.jsonl" 2>>"$LOG/cpgbench.txt" &
 		p=$!
 		sleep 2
-		perf record -F 999 -g -p "$pids" -o "$WORK/perf-$sz.data" -- sleep "$PROFILE_SECS" >>"$LOG/perf.txt" 2>&1
+		perf record -F ${PERF_HZ:-999} ${PERF_CG:--g} -p "$pids" -o "$WORK/perf-$sz.data" -- sleep "$PROFILE_SECS" >>"$LOG/perf.txt" 2>&1
 		wait $p
 		perf report -i "$WORK/perf-$sz.data" --no-children --percent-limit 0.7 --stdio -g none >"$WORK/profile-$sz-flat.txt" 2>>"$LOG/perf.txt"
 		perf report -i "$WORK/perf-$sz.data" --children --percent-limit 3 --stdio -g none >"$WORK/profile-$sz.txt" 2>>"$LOG/perf.txt"

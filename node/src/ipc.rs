@@ -243,6 +243,18 @@ impl Server {
     }
 }
 
+/// Why a session's read ended, said for what it is: a malformed frame (the client's fault:
+/// a warning) or a connection the client dropped, which a client that exits with unread
+/// events does (a reset: not worth a warning).
+fn read_failed(e: &std::io::Error) {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, InvalidData};
+    match e.kind() {
+        InvalidData => tracing::warn!("IPC client sent a bad frame: {e}; disconnected"),
+        ConnectionReset | ConnectionAborted | BrokenPipe => tracing::debug!("IPC client went away: {e}"),
+        _ => tracing::info!("IPC client read failed: {e}; disconnected"),
+    }
+}
+
 /// The daemon's own uid, read without `unsafe` from /proc (None if unavailable: then only
 /// root and the configured group may connect).
 fn unsafe_free_uid() -> Option<u32> {
@@ -280,7 +292,7 @@ async fn client_session(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                tracing::warn!("IPC client sent a bad frame: {e}; disconnected");
+                read_failed(&e);
                 break;
             }
         };
@@ -315,7 +327,7 @@ async fn client_session(
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!("IPC client sent a bad frame: {e}; disconnected");
+                    read_failed(&e);
                     break 'session;
                 }
             };
