@@ -50,6 +50,10 @@ NET=${NET:-10.214.0}
 # extra lines for the totem section of Totem's configuration (one per line), for
 # experiments: TOTEM_EXTRA=$'window_size: 100\nmax_messages: 34'. Empty in a comparison.
 TOTEM_EXTRA=${TOTEM_EXTRA:-}
+# DELIVERIES_LOG=1: every latency run's workers log each delivery (sender, seq, sent and
+# delivered ns) to $WORK/deliveries/<backend>[-rr_<sched>]-<size>-<rate>-<time>/n<node>.txt, to
+# see when the late ones came and whether every receiver saw them at once.
+DELIVERIES_LOG=${DELIVERIES_LOG:-0}
 # a command totemd runs under, for experiments (TOTEMD_WRAP='chrt -r 50'). Empty in a comparison.
 TOTEMD_WRAP=${TOTEMD_WRAP:-}
 
@@ -317,7 +321,14 @@ load_round() { # backend sched
 	fi
 	if [[ " $PHASES " == *" lat "* ]]; then
 		for sz in $LAT_SIZES; do for rate in $LAT_RATES; do
-			measure load "${CARGS[@]}" --size "$sz" --rate "$rate" --lat-secs "$LAT_SECS" --foreign-max "$FOREIGN_MAX"
+			local dl=()
+			if [ "$DELIVERIES_LOG" = 1 ]; then
+				local tag=$be
+				[ "$rr" = - ] || tag="$be-rr_$rr"
+				dl=(--deliveries-log "$WORK/deliveries/$tag-${sz}B-$rate-$(date +%H%M%S)")
+				mkdir -p "${dl[1]}"
+			fi
+			measure load "${CARGS[@]}" --size "$sz" --rate "$rate" --lat-secs "$LAT_SECS" --foreign-max "$FOREIGN_MAX" "${dl[@]}"
 		done; done
 	fi
 }

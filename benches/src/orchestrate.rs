@@ -88,6 +88,8 @@ pub struct Load {
     pub dur: Duration,
     pub rate: Option<f64>,
     pub count: u64,
+    /// A directory for every worker's deliveries log (`n<node>.txt`), if wanted.
+    pub deliveries_log: Option<std::path::PathBuf>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -126,6 +128,12 @@ pub fn load(cluster: &Cluster, load: &Load, foreign_max: f64) -> anyhow::Result<
         }
         if i < load.senders {
             extra.push("--send".into());
+        }
+        if let Some(dir) = &load.deliveries_log {
+            extra.extend([
+                "--deliveries-log".into(),
+                dir.join(format!("n{}.txt", i + 1)).display().to_string(),
+            ]);
         }
         match cluster.spawn(i, "worker", &extra) {
             Ok(c) => children.push(c),

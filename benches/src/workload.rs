@@ -41,6 +41,8 @@ pub struct Plan {
     pub mode: Mode,
     /// The whole run gives up after this long.
     pub timeout: Duration,
+    /// Where to write one line per data message delivered here (`--deliveries-log`).
+    pub deliveries_log: Option<std::path::PathBuf>,
 }
 
 /// What one worker saw: printed as one JSON line, combined by the orchestrator.
@@ -105,11 +107,23 @@ struct Receiver {
     fifo_ok: bool,
     ends: BTreeMap<(u32, u32), u64>,
     hist: Histogram<u64>,
+    /// One line per delivered data message: sender node and pid, its sequence number, when
+    /// it was sent and when it was delivered here (ns of CLOCK_MONOTONIC, shared by the
+    /// workers of one machine). Late deliveries that every receiver sees at the same moment
+    /// point at the sender's side; one receiver's alone, at its own.
+    log: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Receiver {
-    fn new() -> anyhow::Result<Receiver> {
+    fn new(log: Option<&std::path::Path>) -> anyhow::Result<Receiver> {
+        let log = match log {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+            )),
+            None => None,
+        };
         Ok(Receiver {
+            log,
             members: 0,
             delivered: 0,
             bytes: 0,
@@ -145,8 +159,13 @@ impl Receiver {
                         let mut h = fnv(self.hash, &node.to_le_bytes());
                         h = fnv(h, &pid.to_le_bytes());
                         self.hash = fnv(h, &seq.to_le_bytes());
-                        let lat_us = at.saturating_sub(field(head, 24)) / 1000;
+                        let sent = field(head, 24);
+                        let lat_us = at.saturating_sub(sent) / 1000;
                         self.hist.saturating_record(lat_us.max(1));
+                        if let Some(log) = &mut self.log {
+                            // Measurement output only: a full disk must not end the run.
+                            let _ = writeln!(log, "{node} {pid} {seq} {sent} {at}");
+                        }
                     }
                     KIND_END => {
                         self.ends.insert((*node, *pid), seq);
@@ -219,7 +238,7 @@ pub fn run_worker<B: Cpg>(b: &mut B, plan: &Plan) -> anyhow::Result<WorkerReport
     let node = b.local_node()?;
     let pid = std::process::id();
     b.join(&plan.group)?;
-    let mut s = Session { b, rx: Receiver::new()?, events: Vec::new() };
+    let mut s = Session { b, rx: Receiver::new(plan.deliveries_log.as_deref())?, events: Vec::new() };
     while s.rx.members < plan.members {
         if past(deadline) {
             bail!("the group never reached {} members (saw {})", plan.members, s.rx.members);
@@ -267,6 +286,9 @@ pub fn run_worker<B: Cpg>(b: &mut B, plan: &Plan) -> anyhow::Result<WorkerReport
     }
     while !s.rx.done(plan.senders) && !past(deadline) {
         s.pump(Duration::from_millis(100))?;
+    }
+    if let Some(log) = &mut s.rx.log {
+        log.flush().context("writing the deliveries log")?;
     }
     let rx = &s.rx;
     report.complete = rx.done(plan.senders);
@@ -347,4 +369,28 @@ pub fn monitor<B: Cpg>(socket: Option<&std::path::Path>, group: &str, max: Durat
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the deliveries log holds one line per data message, with the sender, its
+    /// sequence number, the send time carried in the message and the delivery time, and
+    /// nothing for END messages.
+    #[test]
+    fn deliveries_log_has_a_line_per_data_message() {
+        let path = std::env::temp_dir().join(format!("cpgbench-deliveries-{}.txt", std::process::id()));
+        let mut rx = Receiver::new(Some(&path)).unwrap();
+        let mut buf = [0u8; HEADER];
+        encode(&mut buf, KIND_DATA, 7, 4242, 5);
+        let sent = u64::from_le_bytes(buf[24..32].try_into().unwrap());
+        rx.handle(&Event::deliver(sent + 1500, 7, 4242, &buf));
+        encode(&mut buf, KIND_END, 7, 4242, 6);
+        rx.handle(&Event::deliver(sent + 2000, 7, 4242, &buf));
+        rx.log.as_mut().unwrap().flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text, format!("7 4242 5 {sent} {}\n", sent + 1500));
+    }
 }

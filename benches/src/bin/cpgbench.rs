@@ -92,6 +92,10 @@ enum Cmd {
         count: u64,
         #[arg(long, default_value_t = 120.0)]
         timeout: f64,
+        /// Write one line per data message delivered here to this file: sender node, pid,
+        /// sequence number, sent and delivered (ns, CLOCK_MONOTONIC).
+        #[arg(long)]
+        deliveries_log: Option<PathBuf>,
     },
     /// Membership monitor (started by `fail`): prints view changes as JSON lines.
     Mon {
@@ -120,6 +124,10 @@ enum Cmd {
         /// A run is clean if other work used at most this % of one core.
         #[arg(long, default_value_t = 20.0)]
         foreign_max: f64,
+        /// Have every worker log its deliveries (see `worker --deliveries-log`) to
+        /// DIR/n<node>.txt (a repeated run overwrites them).
+        #[arg(long)]
+        deliveries_log: Option<PathBuf>,
     },
     /// kill -9 the last node's daemon, then restart it with the command after `--`.
     Fail {
@@ -214,13 +222,25 @@ type Corosync = TotemCpg;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::Worker { conn, group, members, senders, size, send, dur, rate, count, timeout } => {
+        Cmd::Worker {
+            conn,
+            group,
+            members,
+            senders,
+            size,
+            send,
+            dur,
+            rate,
+            count,
+            timeout,
+            deliveries_log,
+        } => {
             let mode = match rate {
                 Some(rate) => Mode::Paced { rate, count },
                 None => Mode::Flood(Duration::from_secs_f64(dur)),
             };
-            let plan =
-                Plan { group, members, send, senders, size, mode, timeout: Duration::from_secs_f64(timeout) };
+            let timeout = Duration::from_secs_f64(timeout);
+            let plan = Plan { group, members, send, senders, size, mode, timeout, deliveries_log };
             let s = conn.socket.as_deref();
             with_backend(&conn.backend, || worker::<TotemCpg>(s, &plan), || worker::<Corosync>(s, &plan))
         }
@@ -233,7 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 || workload::monitor::<Corosync>(s, &group, max),
             )
         }
-        Cmd::Load { cluster, size, senders, dur, rate, lat_secs, foreign_max } => {
+        Cmd::Load { cluster, size, senders, dur, rate, lat_secs, foreign_max, deliveries_log } => {
             let count = rate.map_or(0, |r| (r * lat_secs).round() as u64);
             let load = Load {
                 size,
@@ -241,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dur: Duration::from_secs_f64(dur),
                 rate,
                 count,
+                deliveries_log,
             };
             let record = orchestrate::load(&cluster.cluster(), &load, foreign_max)?;
             emit(&record, cluster.out.as_deref())
