@@ -112,6 +112,8 @@ struct Receiver {
     /// workers of one machine). Late deliveries that every receiver sees at the same moment
     /// point at the sender's side; one receiver's alone, at its own.
     log: Option<std::io::BufWriter<std::fs::File>>,
+    /// Why the log stopped early, if it did.
+    log_error: Option<std::io::Error>,
 }
 
 impl Receiver {
@@ -124,6 +126,7 @@ impl Receiver {
         };
         Ok(Receiver {
             log,
+            log_error: None,
             members: 0,
             delivered: 0,
             bytes: 0,
@@ -162,9 +165,12 @@ impl Receiver {
                         let sent = field(head, 24);
                         let lat_us = at.saturating_sub(sent) / 1000;
                         self.hist.saturating_record(lat_us.max(1));
-                        if let Some(log) = &mut self.log {
-                            // Measurement output only: a full disk must not end the run.
-                            let _ = writeln!(log, "{node} {pid} {seq} {sent} {at}");
+                        if let Some(log) = &mut self.log
+                            && let Err(e) = writeln!(log, "{node} {pid} {seq} {sent} {at}")
+                        {
+                            // A full disk ends the log, not the measurement; said at the end.
+                            self.log = None;
+                            self.log_error = Some(e);
                         }
                     }
                     KIND_END => {
@@ -287,8 +293,11 @@ pub fn run_worker<B: Cpg>(b: &mut B, plan: &Plan) -> anyhow::Result<WorkerReport
     while !s.rx.done(plan.senders) && !past(deadline) {
         s.pump(Duration::from_millis(100))?;
     }
-    if let Some(log) = &mut s.rx.log {
-        log.flush().context("writing the deliveries log")?;
+    if let Some(Err(e)) = s.rx.log.as_mut().map(Write::flush) {
+        s.rx.log_error = Some(e);
+    }
+    if let Some(e) = &s.rx.log_error {
+        eprintln!("cpgbench: the deliveries log is incomplete: {e}");
     }
     let rx = &s.rx;
     report.complete = rx.done(plan.senders);
@@ -392,5 +401,24 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         assert_eq!(text, format!("7 4242 5 {sent} {}\n", sent + 1500));
+    }
+
+    /// Goal: a log that cannot be written (a full disk) stops, with the reason kept, and the
+    /// measurement goes on.
+    #[test]
+    fn a_full_disk_ends_the_log_not_the_run() {
+        let full = std::path::Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        let mut rx = Receiver::new(Some(full)).unwrap();
+        let mut buf = [0u8; HEADER];
+        for seq in 0..2000 {
+            encode(&mut buf, KIND_DATA, 1, 1, seq);
+            rx.handle(&Event::deliver(mono_ns(), 1, 1, &buf));
+        }
+        assert_eq!(rx.delivered, 2000);
+        assert!(rx.log.is_none());
+        assert!(rx.log_error.is_some());
     }
 }
