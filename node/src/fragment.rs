@@ -213,7 +213,10 @@ impl Partial {
                 return Err(FragmentError::Inconsistent);
             }
             if self.body.is_empty() {
-                self.body = vec![0; (usize::from(count) - 1) * piece];
+                // Room for the last fragment too (no longer than a piece), so that appending
+                // it to the complete frame does not move a whole frame to a bigger buffer.
+                self.body = Vec::with_capacity(usize::from(count) * piece);
+                self.body.resize((usize::from(count) - 1) * piece, 0);
             }
             let at = usize::from(index) * piece;
             self.body.get_mut(at..at + piece).ok_or(FragmentError::Inconsistent)?.copy_from_slice(data);
